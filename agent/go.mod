@@ -1,0 +1,3 @@
+module cleanroom/agent
+
+go 1.19

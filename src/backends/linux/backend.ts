@@ -1,0 +1,229 @@
+import { access, chmod, chown, mkdir, open, readdir, stat, writeFile, type FileHandle } from "node:fs/promises";
+import { join } from "node:path";
+import { CleanroomError, messageOf } from "../../errors/index.ts";
+import { silentLogger } from "../../observability/index.ts";
+import type { Backend, CapabilityMap, LaunchSpec, LaunchedSandbox, LinuxBackendOptions } from "../types.ts";
+import { listenAgentSocket, type ListeningAgentSocket } from "./agent-socket.ts";
+import { agentBinaryProblem, hardNofileLimit, untraversableAncestors } from "./host-access.ts";
+import { checkLaunchSpec, type CheckedLaunch } from "./launch-spec.ts";
+import { renderSandboxSpec } from "./oci-spec.ts";
+import { mountOverlay, planOverlayMount, readMounts } from "./overlay.ts";
+import { probeLinux } from "./probe.ts";
+import { isInitAlive, readContainerState, runDetached, type Runc } from "./runc.ts";
+import { sandboxesDir, sandboxIdPattern, sandboxLayout, type SandboxLayout } from "./sandbox-layout.ts";
+import { teardownSandbox } from "./teardown.ts";
+
+const runcRunTimeoutMs = 30_000;
+const maxLogExcerptBytes = 16 * 1024;
+const maxNofile = 1_048_576;
+
+/** What the linux backend enforces today; egress allowlists arrive with network/. */
+export const linuxCapabilities: Readonly<CapabilityMap> = {
+  "network.default_deny": true,
+  "network.allowlist_egress": false,
+  "sandbox.suspend": false,
+  "sandbox.docker": false,
+  "sandbox.resources.vcpus": true,
+  "sandbox.resources.memory": true,
+  "sandbox.resources.pids": true,
+  "sandbox.user_namespace": true,
+  "sandbox.seccomp": true,
+};
+
+/** The `linux` backend: runc with its own root, a user namespace per sandbox, rootfs = overlay of image layers. */
+export function createLinuxBackend(opts: LinuxBackendOptions): Backend {
+  const logger = opts.logger ?? silentLogger();
+  const runc: Runc = { root: join(opts.runDir, "runc"), binary: "runc" };
+  let hostReady: Promise<{ nofile: number }> | undefined;
+
+  /** Once per backend: our dirs exist and the sandbox's root can walk to them. */
+  const prepareHost = () =>
+    (hostReady ??= (async () => {
+      const sandboxes = sandboxesDir(opts.stateDir);
+      await mkdir(sandboxes, { recursive: true, mode: 0o711 });
+      await Promise.all([chmod(opts.stateDir, 0o711), chmod(sandboxes, 0o711), mkdir(runc.root, { recursive: true, mode: 0o700 })]);
+      const closed = await untraversableAncestors(sandboxes);
+      if (closed.length) throw new Error(`the sandbox's root (host uid ${opts.idRange.hostBase}) cannot reach ${sandboxes}: chmod o+x ${closed.join(" ")}`);
+      return { nofile: Math.min(await hardNofileLimit(), maxNofile) };
+    })().catch((err) => {
+      hostReady = undefined;
+      throw err;
+    }));
+
+  const destroy = async (sandboxId: string): Promise<void> => {
+    checkId(sandboxId);
+    const started = performance.now();
+    const problems = await teardownSandbox(runc, sandboxId, sandboxLayout(opts.stateDir, sandboxId));
+    if (problems.length) {
+      throw new CleanroomError("internal", `could not fully destroy sandbox ${sandboxId}: ${problems.join("; ")}`, { sandbox_id: sandboxId, problems });
+    }
+    logger.debug({ sandbox_id: sandboxId, destroy_ms: Math.round(performance.now() - started) }, "sandbox destroyed");
+  };
+
+  const launch = async (spec: LaunchSpec): Promise<LaunchedSandbox> => {
+    const started = performance.now();
+    let checked: CheckedLaunch;
+    let nofile: number;
+    try {
+      checked = checkLaunchSpec(spec, opts.defaults);
+      [{ nofile }] = await Promise.all([prepareHost(), checkHostInputs(opts.agentPath, checked.lowerDirs)]);
+    } catch (err) {
+      throw launchFailed(spec.sandboxId, messageOf(err));
+    }
+    const layout = sandboxLayout(opts.stateDir, spec.sandboxId);
+    try {
+      await mkdir(layout.dir, { mode: 0o711 });
+    } catch (err) {
+      const why = (err as NodeJS.ErrnoException).code === "EEXIST" ? "a sandbox with this id already exists" : messageOf(err);
+      throw launchFailed(spec.sandboxId, why);
+    }
+    // from here on every failure releases what was taken: teardown derives it all from disk
+    try {
+      const launched = await startSandbox(layout, spec.sandboxId, checked, nofile);
+      logger.info(
+        { sandbox_id: spec.sandboxId, init_pid: launched.initPid, runc_run_ms: round(launched.runcRunMs), launch_ms: round(performance.now() - started) },
+        "sandbox launched",
+      );
+      return { agentSocketPath: layout.agentSocket, initPid: launched.initPid };
+    } catch (err) {
+      const problems = await teardownSandbox(runc, spec.sandboxId, layout);
+      if (problems.length) logger.error({ sandbox_id: spec.sandboxId, problems }, "cleanup after failed launch left resources");
+      throw launchFailed(spec.sandboxId, messageOf(err), {
+        ...(err instanceof RuncRunError ? { runc_stderr: err.runcOutput } : {}),
+        ...(problems.length ? { cleanup_problems: problems } : {}),
+      });
+    }
+  };
+
+  const startSandbox = async (layout: SandboxLayout, id: string, checked: CheckedLaunch, nofile: number) => {
+    const hostRoot = opts.idRange.hostBase;
+    await chmod(layout.dir, 0o711);
+    await Promise.all([mkdir(layout.upper, { mode: 0o755 }), mkdir(layout.work, { mode: 0o700 }), mkdir(layout.rootfs, { mode: 0o755 })]);
+    // root inside the sandbox owns "/" (the upper dir's root) and may write anywhere the image lets root write
+    await Promise.all([chmod(layout.upper, 0o755), chown(layout.upper, hostRoot, hostRoot), chown(layout.work, hostRoot, hostRoot)]);
+    const spec = renderSandboxSpec({
+      sandboxId: id,
+      rootfsPath: layout.rootfs,
+      agentHostPath: opts.agentPath,
+      imageEnv: checked.env,
+      hostname: checked.hostname,
+      resources: checked.resources,
+      idRange: opts.idRange,
+      nofileLimit: nofile,
+    });
+    const plan = planOverlayMount(checked.lowerDirs, layout.upper, layout.work);
+    let socket: ListeningAgentSocket | undefined;
+    let log: FileHandle | undefined;
+    try {
+      const results = await Promise.allSettled([
+        mountOverlay(plan, layout.rootfs),
+        writeFile(layout.config, JSON.stringify(spec), { mode: 0o600 }),
+        listenAgentSocket(layout.agentSocket).then((s) => (socket = s)),
+        open(layout.agentLog, "a", 0o600).then((f) => (log = f)),
+      ]);
+      const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
+      if (failed) throw failed.reason;
+      if (!socket || !log) throw new Error("agent socket or log not ready");
+      const run = await runDetached(runc, id, layout.dir, log.fd, socket.fd, runcRunTimeoutMs);
+      if (run.code !== 0) {
+        const output = await readLogExcerpt(layout.agentLog);
+        throw new RuncRunError(`runc run failed (${run.error ?? `exit ${run.code}`}): ${output || "no output"}`, output);
+      }
+      const state = await readContainerState(runc, id);
+      if (!state) throw new Error(`runc run succeeded but runc has no state for ${id}`);
+      return { initPid: state.initPid, runcRunMs: run.durationMs };
+    } finally {
+      await Promise.all([socket?.close(), log?.close()]);
+    }
+  };
+
+  return {
+    name: "linux",
+    capabilities: () => ({ ...linuxCapabilities }),
+    probe: () => probeLinux(opts, { ...linuxCapabilities }),
+    launch,
+    destroy,
+    agentSocketPath: (sandboxId) => {
+      checkId(sandboxId);
+      return sandboxLayout(opts.stateDir, sandboxId).agentSocket;
+    },
+    state: async (sandboxId) => {
+      checkId(sandboxId);
+      const runcState = await readContainerState(runc, sandboxId);
+      if (runcState) return (await isInitAlive(runcState)) ? "running" : "stopped";
+      // no container, but a state dir (e.g. after a reboot emptied the run dir): its upper dir is still there
+      return (await pathExists(sandboxLayout(opts.stateDir, sandboxId).dir)) ? "stopped" : "missing";
+    },
+    listSandboxIds: async () => {
+      const ids = new Set<string>();
+      const [runcIds, stateIds, mounts] = await Promise.all([
+        readdir(runc.root).catch(() => []),
+        readdir(sandboxesDir(opts.stateDir)).catch(() => []),
+        readMounts(),
+      ]);
+      for (const id of [...runcIds, ...stateIds]) if (sandboxIdPattern.test(id)) ids.add(id);
+      const prefix = sandboxesDir(opts.stateDir) + "/";
+      for (const m of mounts) {
+        if (!m.mountPoint.startsWith(prefix)) continue;
+        const [id, leaf, ...more] = m.mountPoint.slice(prefix.length).split("/");
+        if (id && sandboxIdPattern.test(id) && leaf === "rootfs" && more.length === 0) ids.add(id);
+      }
+      return [...ids].sort();
+    },
+  };
+}
+
+/** Fails before touching anything when the agent or a layer is missing: mount's own message would not say which. */
+async function checkHostInputs(agentPath: string, lowerDirs: readonly string[]): Promise<void> {
+  const [agentProblem, layerStats] = await Promise.all([
+    agentBinaryProblem(agentPath),
+    Promise.all(lowerDirs.map((d) => stat(d).then((s) => s.isDirectory(), () => false))),
+  ]);
+  if (agentProblem) throw new Error(agentProblem);
+  const missing = lowerDirs.filter((_, i) => !layerStats[i]);
+  if (missing.length) throw new Error(`image layer dirs missing: ${missing.join(", ")}`);
+}
+
+/** `runc run` failed; its stderr (from the log file it shares with the agent) goes into the error detail. */
+class RuncRunError extends Error {
+  readonly runcOutput: string;
+  constructor(message: string, runcOutput: string) {
+    super(message);
+    this.runcOutput = runcOutput;
+  }
+}
+
+function checkId(sandboxId: string): void {
+  if (!sandboxIdPattern.test(sandboxId)) {
+    throw new CleanroomError("invalid_argument", `sandbox id ${JSON.stringify(sandboxId)} is not 12 characters of [a-z0-9]`);
+  }
+}
+
+function launchFailed(sandboxId: string, why: string, detail: Record<string, unknown> = {}): CleanroomError {
+  return new CleanroomError("runtime_launch_failed", `sandbox ${sandboxId}: launch failed: ${why}`, { sandbox_id: sandboxId, ...detail });
+}
+
+async function readLogExcerpt(path: string): Promise<string> {
+  const f = await open(path, "r").catch(() => undefined);
+  if (!f) return "";
+  try {
+    const { size } = await f.stat();
+    const length = Math.min(size, maxLogExcerptBytes);
+    const buf = Buffer.alloc(length);
+    await f.read(buf, 0, length, size - length);
+    return buf.toString("utf8").trim();
+  } finally {
+    await f.close();
+  }
+}
+
+function pathExists(path: string): Promise<boolean> {
+  return access(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 10) / 10;
+}

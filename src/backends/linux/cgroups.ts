@@ -1,0 +1,55 @@
+import { readFile, rmdir } from "node:fs/promises";
+import { join } from "node:path";
+import { readMounts } from "./overlay.ts";
+
+export type CgroupMode = "v1" | "v2" | "hybrid" | "none";
+
+export interface CgroupLayout {
+  mode: CgroupMode;
+  /** every hierarchy's mount point: v1 controllers (and named ones like name=systemd) and the v2 mount */
+  hierarchies: string[];
+}
+
+/**
+ * Reads how cgroups are mounted. Hybrid hosts (v1 controllers plus an empty v2 `unified` mount) are common
+ * here and runc uses both, so teardown walks every hierarchy.
+ */
+export async function readCgroupLayout(): Promise<CgroupLayout> {
+  const mounts = await readMounts();
+  const v1 = mounts.filter((m) => m.fsType === "cgroup").map((m) => m.mountPoint);
+  const v2 = mounts.filter((m) => m.fsType === "cgroup2").map((m) => m.mountPoint);
+  const mode: CgroupMode = v1.length && v2.length ? "hybrid" : v1.length ? "v1" : v2.length ? "v2" : "none";
+  return { mode, hierarchies: [...new Set([...v1, ...v2])] };
+}
+
+/** The sandbox's directory in every hierarchy (existing or not). */
+export function cgroupDirs(layout: CgroupLayout, cgroupPath: string): string[] {
+  return layout.hierarchies.map((h) => join(h, cgroupPath));
+}
+
+/** Pids still in the sandbox's cgroups: after the container is gone there should be none. */
+export async function cgroupPids(dirs: readonly string[]): Promise<number[]> {
+  const pids = new Set<number>();
+  for (const dir of dirs) {
+    const text = await readFile(join(dir, "cgroup.procs"), "utf8").catch(() => "");
+    for (const line of text.split("\n")) {
+      const pid = Number(line);
+      if (Number.isInteger(pid) && pid > 0) pids.add(pid);
+    }
+  }
+  return [...pids];
+}
+
+/** Removes the sandbox's cgroup dirs; missing ones are fine. Returns dirs that could not be removed. */
+export async function removeCgroupDirs(dirs: readonly string[]): Promise<{ dir: string; error: string }[]> {
+  const failed: { dir: string; error: string }[] = [];
+  for (const dir of dirs) {
+    try {
+      await rmdir(dir);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== "ENOENT") failed.push({ dir, error: `${code ?? ""} ${(err as Error).message}` });
+    }
+  }
+  return failed;
+}

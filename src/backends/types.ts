@@ -1,0 +1,69 @@
+import type { IdRange } from "../config/index.ts";
+import type { Logger } from "../observability/index.ts";
+
+export type BackendName = "linux" | "gvisor" | "qemu";
+
+/** What a backend can enforce, e.g. `"network.default_deny": true`; launch fails closed on a missing one. */
+export type CapabilityMap = Record<string, boolean>;
+
+export interface SandboxResources {
+  vcpus: number;
+  memoryMiB: number;
+  pidsLimit: number;
+}
+
+export interface LaunchSpec {
+  /** /^[a-z0-9]{12}$/ */
+  sandboxId: string;
+  /** image layer dirs, LOWEST FIRST, already unpacked with ids shifted into the sandbox range */
+  lowerDirs: string[];
+  imageConfig: { env: string[]; workingDir: string; user: string };
+  resources: SandboxResources;
+  hostname?: string;
+}
+
+export interface LaunchedSandbox {
+  agentSocketPath: string;
+  initPid: number;
+}
+
+export interface ProbeCheck {
+  name: string;
+  ok: boolean;
+  detail: string;
+}
+
+export interface BackendProbe {
+  backend: BackendName;
+  usable: boolean;
+  checks: ProbeCheck[];
+  capabilities: CapabilityMap;
+}
+
+export interface Backend {
+  readonly name: BackendName;
+  capabilities(): CapabilityMap;
+  probe(): Promise<BackendProbe>;
+  /** All-or-nothing: on any failure every host resource taken is released, then runtime_launch_failed. */
+  launch(spec: LaunchSpec): Promise<LaunchedSandbox>;
+  state(sandboxId: string): Promise<"running" | "stopped" | "missing">;
+  agentSocketPath(sandboxId: string): string;
+  /** Idempotent; safe on partial state and after a daemon crash (derives everything from disk and runc). */
+  destroy(sandboxId: string): Promise<void>;
+  /** Ids that still hold any host resource (runc container, overlay mount, state dir): reconcile's orphan list. */
+  listSandboxIds(): Promise<string[]>;
+}
+
+export interface LinuxBackendOptions {
+  /** durable state; sandboxes live in `<stateDir>/sandboxes/<id>/` */
+  stateDir: string;
+  /** runtime files; runc's root is `<runDir>/runc` */
+  runDir: string;
+  /** the static cleanroom-agent binary bind-mounted read-only into every sandbox */
+  agentPath: string;
+  /** host uid/gid range that root inside the sandbox maps onto */
+  idRange: IdRange;
+  logger?: Logger;
+  /** used for any resource a launch spec leaves at 0 */
+  defaults?: Partial<SandboxResources>;
+}

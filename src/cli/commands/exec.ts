@@ -1,0 +1,140 @@
+import { ExecutionStatus } from "../../api/index.ts";
+import { CleanroomError } from "../../errors/index.ts";
+import { Cleanroom, type ExecutionHandle, type SandboxHandle } from "../../sdk/index.ts";
+
+export interface ExecFlags {
+  host?: string;
+  in?: string;
+  keep?: boolean;
+  rm?: boolean;
+  image?: string;
+  backend?: string;
+  env?: string[];
+  tty?: boolean;
+  stdin?: boolean; // commander's --no-stdin sets this to false
+  printSandboxId?: boolean;
+  launchSeconds?: string;
+  dangerouslyAllowAll?: boolean;
+}
+
+/** Exit code when Cleanroom itself (not the workload) failed to run the command, as `docker run` does. */
+export const EXEC_FAILURE_EXIT = 125;
+
+/**
+ * `exec` and `console`: run a command in a new sandbox (removed afterwards unless --keep) or in `--in <id>`,
+ * stream its output, forward stdin, Ctrl-C and terminal size, and return the workload's exit code.
+ */
+export async function runExec(command: string[], flags: ExecFlags, mode: { console: boolean }): Promise<number> {
+  const client = new Cleanroom({ ...(flags.host ? { host: flags.host } : {}) });
+  const tty = mode.console || Boolean(flags.tty);
+  const attachStdin = flags.stdin !== false;
+  let sandbox: SandboxHandle;
+  const created = !flags.in;
+  if (flags.in) {
+    sandbox = client.sandbox(flags.in);
+  } else {
+    sandbox = await client.createSandbox({
+      ...(flags.image ? { image: flags.image } : {}),
+      ...(flags.backend ? { backend: flags.backend } : {}),
+      ...(flags.launchSeconds ? { launchSeconds: parsePositiveInt(flags.launchSeconds, "--launch-seconds") } : {}),
+      ...(flags.dangerouslyAllowAll ? { dangerouslyAllowAll: true } : {}),
+    });
+  }
+  if (flags.printSandboxId) process.stderr.write(`${sandbox.id}\n`);
+  try {
+    const execution = await sandbox.start(command, {
+      env: resolveEnv(flags.env ?? []),
+      stdin: attachStdin,
+      ...(tty ? { tty: terminalSize() } : {}),
+    });
+    return await attach(execution, { tty, attachStdin });
+  } finally {
+    if ((created && !flags.keep) || flags.rm) await sandbox.terminate({ wait: false }).catch(() => undefined);
+  }
+}
+
+async function attach(execution: ExecutionHandle, opts: { tty: boolean; attachStdin: boolean }): Promise<number> {
+  const rawTerminal = opts.tty && process.stdin.isTTY;
+  const detach = new AbortController();
+  let interrupts = 0;
+  const onInterrupt = () => {
+    interrupts++;
+    if (interrupts === 1) {
+      process.stderr.write("\ncleanroom: canceling the execution (Ctrl-C again to detach)\n");
+      void execution.cancel(2).catch(() => undefined);
+    } else {
+      detach.abort();
+    }
+  };
+  const onResize = () => void execution.resize(process.stdout.rows, process.stdout.columns).catch(() => undefined);
+  process.on("SIGINT", onInterrupt);
+  if (rawTerminal) {
+    process.stdin.setRawMode(true);
+    process.stdout.on("resize", onResize);
+  }
+  const stdinDone = opts.attachStdin ? pumpStdin(execution) : Promise.resolve();
+  try {
+    let exit: { status: ExecutionStatus; exitCode: number; statusReason: string } | undefined;
+    for await (const event of execution.events({ signal: detach.signal })) {
+      if ("stream" in event) await write(event.stream === "stdout" ? process.stdout : process.stderr, event.data);
+      else exit = event;
+    }
+    if (!exit) throw new CleanroomError("execution_failed", `lost the output stream of execution ${execution.id} before it finished`);
+    if (exit.status === ExecutionStatus.FAILED && exit.exitCode === 0) {
+      throw new CleanroomError("execution_failed", `execution ${execution.id} failed: ${exit.statusReason}`);
+    }
+    if (exit.status === ExecutionStatus.TIMED_OUT) process.stderr.write(`cleanroom: execution ${execution.id} timed out\n`);
+    return exit.exitCode;
+  } catch (err) {
+    if (detach.signal.aborted) {
+      process.stderr.write(`\ncleanroom: detached; execution ${execution.id} keeps running\n`);
+      return 130;
+    }
+    throw err;
+  } finally {
+    process.off("SIGINT", onInterrupt);
+    if (rawTerminal) {
+      process.stdin.setRawMode(false);
+      process.stdout.off("resize", onResize);
+    }
+    process.stdin.destroy();
+    void stdinDone;
+  }
+}
+
+async function pumpStdin(execution: ExecutionHandle): Promise<void> {
+  try {
+    for await (const chunk of process.stdin) await execution.writeStdin(chunk as Buffer);
+    await execution.closeStdin();
+  } catch {
+    // the execution finished or stdin went away; nothing more to send
+  }
+}
+
+function write(stream: NodeJS.WriteStream, data: Uint8Array): Promise<void> | void {
+  if (stream.write(data)) return;
+  return new Promise((resolve) => stream.once("drain", resolve));
+}
+
+function terminalSize(): { rows: number; cols: number } {
+  return process.stdout.isTTY ? { rows: process.stdout.rows, cols: process.stdout.columns } : { rows: 24, cols: 80 };
+}
+
+/** `-e KEY=VAL` passes as is; `-e KEY` takes KEY's value from this environment (skipped if unset). */
+export function resolveEnv(entries: string[]): string[] {
+  const out: string[] = [];
+  for (const entry of entries) {
+    const eq = entry.indexOf("=");
+    const key = eq < 0 ? entry : entry.slice(0, eq);
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) throw new CleanroomError("invalid_argument", `-e ${entry}: "${key}" is not a valid environment variable name`);
+    if (eq >= 0) out.push(entry);
+    else if (process.env[key] !== undefined) out.push(`${key}=${process.env[key]}`);
+  }
+  return out;
+}
+
+export function parsePositiveInt(value: string, flag: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= 0) throw new CleanroomError("invalid_argument", `${flag} ${value}: expected a positive whole number`);
+  return n;
+}

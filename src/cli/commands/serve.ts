@@ -1,0 +1,22 @@
+import { createLogger } from "../../observability/index.ts";
+import { startDaemon } from "../../server/index.ts";
+
+/** `cleanroom serve`: runs the daemon until SIGTERM/SIGINT. Sandboxes outlive it and are reconciled on the next start. */
+export async function serve(flags: { listen?: string; logLevel?: string }): Promise<number> {
+  if (process.getuid?.() !== 0) {
+    process.stderr.write("cleanroom serve: the daemon needs root (namespaces, mounts, cgroups, nftables); run it with sudo\n");
+    return 1;
+  }
+  const logger = createLogger(flags.logLevel ?? process.env.CLEANROOM_LOG_LEVEL ?? "info");
+  const daemon = await startDaemon({ ...(flags.listen ? { listen: flags.listen } : {}), logger });
+  process.stderr.write(`cleanroom daemon listening on ${daemon.url}\n`);
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once("SIGTERM", stop);
+    process.once("SIGINT", stop);
+  });
+  logger.info("shutting down");
+  await daemon.close();
+  logger.flush();
+  return 0;
+}

@@ -1,0 +1,94 @@
+import { spawn } from "node:child_process";
+
+export interface RunOptions {
+  timeoutMs: number;
+  /** stdout/stderr beyond this are dropped (the tail of stderr is kept for errors) */
+  maxOutputBytes?: number;
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+  /** called with each complete stderr/stdout line, e.g. to report progress */
+  onLine?: (line: string) => void;
+}
+
+export interface RunResult {
+  stdout: string;
+  stderr: string;
+}
+
+/** Error of a failed command, carrying its full (bounded) stderr. */
+export class CommandError extends Error {
+  readonly stderr: string;
+  readonly exitCode: number | null;
+  constructor(message: string, stderr: string, exitCode: number | null) {
+    super(message);
+    this.name = "CommandError";
+    this.stderr = stderr;
+    this.exitCode = exitCode;
+  }
+}
+
+/** Runs `cmd args` (never through a shell) with a timeout and bounded output; rejects with CommandError on failure. */
+export function runCommand(cmd: string, args: string[], opts: RunOptions): Promise<RunResult> {
+  const max = opts.maxOutputBytes ?? 1 << 20;
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ["ignore", "pipe", "pipe"] });
+    const out = new BoundedText(max, false);
+    const err = new BoundedText(max, true);
+    const lines = opts.onLine ? new LineSplitter(opts.onLine) : undefined;
+    child.stdout.on("data", (c: Buffer) => { out.push(c); lines?.push(c); });
+    child.stderr.on("data", (c: Buffer) => { err.push(c); lines?.push(c); });
+    let timedOut = false;
+    const timer = setTimeout(() => { timedOut = true; child.kill("SIGKILL"); }, opts.timeoutMs);
+    child.on("error", (e) => {
+      clearTimeout(timer);
+      reject(new CommandError(`${cmd}: ${e.message}`, err.text(), null));
+    });
+    child.on("close", (code, signal) => {
+      clearTimeout(timer);
+      lines?.flush();
+      const stderr = err.text();
+      if (code === 0) return resolve({ stdout: out.text(), stderr });
+      const why = timedOut ? `timed out after ${opts.timeoutMs} ms` : signal ? `killed by ${signal}` : `exited with ${code}`;
+      reject(new CommandError(`${cmd} ${args.join(" ")} ${why}: ${stderr.trim()}`, stderr, code));
+    });
+  });
+}
+
+/** Keeps the first (or last, when `keepTail`) `max` bytes of a stream. */
+class BoundedText {
+  private chunks: Buffer[] = [];
+  private size = 0;
+  private readonly max: number;
+  private readonly keepTail: boolean;
+  constructor(max: number, keepTail: boolean) {
+    this.max = max;
+    this.keepTail = keepTail;
+  }
+  push(c: Buffer): void {
+    if (!this.keepTail && this.size >= this.max) return;
+    this.chunks.push(c);
+    this.size += c.length;
+    while (this.keepTail && this.size > this.max && this.chunks.length > 1) this.size -= this.chunks.shift()!.length;
+  }
+  text(): string {
+    const all = Buffer.concat(this.chunks);
+    return (this.keepTail ? all.subarray(Math.max(0, all.length - this.max)) : all.subarray(0, this.max)).toString("utf8");
+  }
+}
+
+class LineSplitter {
+  private rest = "";
+  private readonly onLine: (line: string) => void;
+  constructor(onLine: (line: string) => void) {
+    this.onLine = onLine;
+  }
+  push(c: Buffer): void {
+    const parts = (this.rest + c.toString("utf8")).split("\n");
+    this.rest = (parts.pop() ?? "").slice(-4096);
+    for (const p of parts) if (p.trim()) this.onLine(p.slice(0, 4096));
+  }
+  flush(): void {
+    if (this.rest.trim()) this.onLine(this.rest);
+    this.rest = "";
+  }
+}

@@ -1,0 +1,222 @@
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import { constants as osConstants } from "node:os";
+import type { AgentClient } from "../agent-protocol/index.ts";
+import { CleanroomError } from "../errors/index.ts";
+import type { Logger } from "../observability/index.ts";
+import type { SandboxEventLog } from "./event-log.ts";
+import { EXECUTION_ID_PATTERN, newExecutionId } from "./ids.ts";
+import { LiveExecution } from "./live-execution.ts";
+import { OutputLogWriter, readOutputLog, tailOutputLog, type OutputChunk } from "./output-log.ts";
+import { FINISHED_EXECUTION_STATUSES, type ExecutionRecord } from "./records.ts";
+import type { StateStore } from "./store.ts";
+
+export interface ExecutionInput {
+  sandboxId: string;
+  command: string[];
+  shell?: boolean;
+  env?: string[];
+  cwd?: string;
+  user?: string;
+  tty?: { rows: number; cols: number };
+  attachStdin?: boolean;
+  timeoutSeconds?: number;
+}
+
+export type ExecutionStreamItem = { output: OutputChunk } | { exit: ExecutionRecord };
+
+const MAX_COMMAND_ARGS = 4096;
+const MAX_COMMAND_BYTES = 256 * 1024;
+/** how long abandoning a sandbox waits for its killed executions to settle */
+const ABANDON_WAIT_MS = 2000;
+
+/** Starts executions through a sandbox's agent and serves their records and durable output. */
+export class ExecutionRunner {
+  readonly #store: StateStore;
+  readonly #outputDir: string;
+  readonly #agentFor: (sandboxId: string) => Promise<AgentClient>;
+  readonly #events: SandboxEventLog;
+  readonly #log: Logger;
+  readonly #live = new Map<string, LiveExecution>();
+
+  constructor(opts: { store: StateStore; outputDir: string; agentFor: (sandboxId: string) => Promise<AgentClient>; events: SandboxEventLog; logger: Logger }) {
+    this.#store = opts.store;
+    this.#outputDir = opts.outputDir;
+    this.#agentFor = opts.agentFor;
+    this.#events = opts.events;
+    this.#log = opts.logger;
+  }
+
+  async start(input: ExecutionInput): Promise<ExecutionRecord> {
+    validateCommand(input);
+    const command = input.shell ? ["/bin/sh", "-lc", input.command[0]!] : input.command;
+    const record: ExecutionRecord = {
+      id: newExecutionId(),
+      sandboxId: input.sandboxId,
+      status: "QUEUED",
+      interactive: Boolean(input.tty || input.attachStdin),
+      command,
+      cwd: input.cwd ?? "",
+      tty: Boolean(input.tty),
+      exitCode: null,
+      signal: "",
+      statusReason: "",
+      createdAt: new Date().toISOString(),
+      startedAt: null,
+      finishedAt: null,
+      stdoutBytes: 0,
+      stderrBytes: 0,
+    };
+    this.#store.putExecution(record);
+    const dir = this.artifactsDir(record.id);
+    let log: OutputLogWriter | undefined;
+    try {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      log = await OutputLogWriter.create(join(dir, "output.log"));
+      const agent = await this.#agentFor(input.sandboxId);
+      const process = agent.exec({
+        argv: command,
+        env: input.env ?? [],
+        ...(input.cwd ? { cwd: input.cwd } : {}),
+        ...(input.user ? { user: input.user } : {}),
+        ...(input.tty ? { tty: input.tty } : {}),
+        stdin: Boolean(input.attachStdin),
+      });
+      record.status = "RUNNING";
+      record.startedAt = new Date().toISOString();
+      this.#store.putExecution(record);
+      const live = new LiveExecution(record, process, log, {
+        timeoutSeconds: input.timeoutSeconds ?? 0,
+        onChange: (changed) => this.#store.putExecution(changed),
+      });
+      this.#live.set(record.id, live);
+      this.#events.record(record.sandboxId, "execution_started", command.join(" ").slice(0, 200), { attributes: { execution_id: record.id } });
+      live.finished.then((done) => {
+        this.#live.delete(done.id);
+        this.#events.record(done.sandboxId, "execution_finished", `${done.status}: ${done.statusReason}`, {
+          attributes: { execution_id: done.id, exit_code: String(done.exitCode ?? "") },
+        });
+        this.#log.info({ sandbox_id: done.sandboxId, execution_id: done.id, status: done.status, exit_code: done.exitCode }, "execution finished");
+      });
+      return record;
+    } catch (err) {
+      await log?.close();
+      record.status = "FAILED";
+      record.statusReason = `could not start: ${err instanceof Error ? err.message : String(err)}`;
+      record.finishedAt = new Date().toISOString();
+      this.#store.putExecution(record);
+      throw err;
+    }
+  }
+
+  get(id: string): ExecutionRecord {
+    const live = this.#live.get(id);
+    if (live) return live.record;
+    const record = EXECUTION_ID_PATTERN.test(id) ? this.#store.getExecution(id) : undefined;
+    if (!record) throw new CleanroomError("not_found", `no execution with id "${id}"; list them with \`cleanroom execution ls\``);
+    return record;
+  }
+
+  list(sandboxId: string | undefined, all: boolean): ExecutionRecord[] {
+    return this.#store
+      .listExecutions({ ...(sandboxId ? { sandboxId } : {}), ...(all ? {} : { statuses: ["QUEUED", "RUNNING"] }) })
+      .map((record) => this.#live.get(record.id)?.record ?? record);
+  }
+
+  artifactsDir(id: string): string {
+    return join(this.#outputDir, id);
+  }
+
+  async tail(id: string, maxBytes: number): Promise<{ stdout: Buffer; stderr: Buffer }> {
+    this.get(id);
+    if (maxBytes <= 0) return { stdout: Buffer.alloc(0), stderr: Buffer.alloc(0) };
+    return tailOutputLog(join(this.artifactsDir(id), "output.log"), maxBytes).catch(() => ({ stdout: Buffer.alloc(0), stderr: Buffer.alloc(0) }));
+  }
+
+  /** Output recorded so far, then (with follow) live output, then the final record. */
+  async *stream(id: string, follow: boolean, signal: AbortSignal): AsyncGenerator<ExecutionStreamItem> {
+    this.get(id);
+    const live = this.#live.get(id);
+    const path = join(this.artifactsDir(id), "output.log");
+    try {
+      for await (const output of readOutputLog(path, follow ? live?.outputLog : undefined, signal)) yield { output };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+    }
+    if (follow && live) await live.finished;
+    const final = this.get(id);
+    if (FINISHED_EXECUTION_STATUSES.includes(final.status)) yield { exit: final };
+  }
+
+  cancel(id: string, signalNumber: number): ExecutionRecord {
+    const live = this.#requireLive(id);
+    live.cancel(signalName(signalNumber));
+    return live.record;
+  }
+
+  writeStdin(id: string, data: Uint8Array): Promise<void> {
+    return this.#requireLive(id).writeStdin(data);
+  }
+
+  closeStdin(id: string): void {
+    this.#requireLive(id).closeStdin();
+  }
+
+  resize(id: string, rows: number, cols: number): void {
+    if (rows < 1 || cols < 1 || rows > 10_000 || cols > 10_000) throw new CleanroomError("invalid_argument", `terminal size ${rows}x${cols} is out of range`);
+    this.#requireLive(id).resize(rows, cols);
+  }
+
+  /** Kills the sandbox's running executions and waits (bounded) for them to settle. */
+  async abandonSandbox(sandboxId: string, reason: string): Promise<void> {
+    const mine = [...this.#live.values()].filter((live) => live.record.sandboxId === sandboxId);
+    await this.#abandon(mine, reason);
+  }
+
+  async abandonAll(reason: string): Promise<void> {
+    await this.#abandon([...this.#live.values()], reason);
+  }
+
+  /** At start-up: executions the previous daemon was running cannot be resumed. */
+  failInterrupted(reason: string): void {
+    for (const record of this.#store.listExecutions({ statuses: ["QUEUED", "RUNNING"] })) {
+      record.status = "FAILED";
+      record.statusReason = reason;
+      record.finishedAt = new Date().toISOString();
+      this.#store.putExecution(record);
+    }
+  }
+
+  async #abandon(executions: LiveExecution[], reason: string): Promise<void> {
+    for (const live of executions) {
+      live.record.statusReason = reason;
+      live.cancel("SIGKILL");
+    }
+    const timeout = new Promise((resolve) => setTimeout(resolve, ABANDON_WAIT_MS).unref());
+    await Promise.race([Promise.allSettled(executions.map((live) => live.finished)), timeout]);
+  }
+
+  #requireLive(id: string): LiveExecution {
+    const live = this.#live.get(id);
+    if (live) return live;
+    const record = this.get(id);
+    throw new CleanroomError("failed_precondition", `execution ${id} is not running (${record.status})`);
+  }
+}
+
+function validateCommand(input: ExecutionInput): void {
+  if (input.command.length === 0 || input.command[0] === "") throw new CleanroomError("invalid_argument", "no command given; put it after `--`, e.g. `cleanroom exec -- echo hello`");
+  if (input.shell && input.command.length !== 1) throw new CleanroomError("invalid_argument", "a shell command is one string");
+  const bytes = input.command.reduce((sum, arg) => sum + Buffer.byteLength(arg), 0);
+  if (input.command.length > MAX_COMMAND_ARGS || bytes > MAX_COMMAND_BYTES) throw new CleanroomError("invalid_argument", `the command is too long (${input.command.length} arguments, ${bytes} bytes)`);
+  for (const entry of input.env ?? []) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*=/.test(entry)) throw new CleanroomError("invalid_argument", `environment entry "${entry.slice(0, 60)}" is not KEY=VALUE`);
+  }
+}
+
+function signalName(signalNumber: number): NodeJS.Signals {
+  if (signalNumber === 0) return "SIGTERM";
+  const entry = Object.entries(osConstants.signals).find(([, number]) => number === signalNumber);
+  if (!entry) throw new CleanroomError("invalid_argument", `unknown signal number ${signalNumber}`);
+  return entry[0] as NodeJS.Signals;
+}

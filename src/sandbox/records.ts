@@ -1,0 +1,61 @@
+/** Lifecycle states, named as Cleanroom's API names them. */
+export type SandboxStatus =
+  | "PROVISIONING" | "READY" | "STOPPING" | "STOPPED" | "FAILED" | "SUSPENDING" | "SUSPENDED" | "WAKING";
+
+export type ExecutionStatus = "QUEUED" | "RUNNING" | "SUCCEEDED" | "FAILED" | "CANCELED" | "TIMED_OUT";
+
+export interface SandboxResources {
+  vcpus: number;
+  memoryMiB: number;
+  pidsLimit: number;
+}
+
+export interface SandboxRecord {
+  id: string;
+  status: SandboxStatus;
+  backend: string;
+  imageRef: string;
+  imageDigest: string;
+  statusReason: string;
+  createdAt: string;
+  updatedAt: string;
+  resources: SandboxResources;
+  policyHash: string;
+  dangerouslyAllowAll: boolean;
+  labels: Record<string, string>;
+}
+
+export interface ExecutionRecord {
+  id: string;
+  sandboxId: string;
+  status: ExecutionStatus;
+  interactive: boolean;
+  command: string[];
+  cwd: string;
+  tty: boolean;
+  exitCode: number | null;
+  signal: string;
+  statusReason: string;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+  stdoutBytes: number;
+  stderrBytes: number;
+}
+
+export interface SandboxEventRecord {
+  sequence: number;
+  sandboxId: string;
+  time: string;
+  type: string;
+  message: string;
+  reasonCode: string;
+  attributes: Record<string, string>;
+}
+
+/** States in which a sandbox still holds host resources. */
+export const LIVE_SANDBOX_STATUSES: readonly SandboxStatus[] = [
+  "PROVISIONING", "READY", "STOPPING", "SUSPENDING", "SUSPENDED", "WAKING",
+];
+
+export const FINISHED_EXECUTION_STATUSES: readonly ExecutionStatus[] = ["SUCCEEDED", "FAILED", "CANCELED", "TIMED_OUT"];

@@ -1,0 +1,297 @@
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import { connectAgent, type AgentClient } from "../agent-protocol/index.ts";
+import type { Backend, BackendName } from "../backends/index.ts";
+import { CleanroomError, isCleanroomError, messageOf } from "../errors/index.ts";
+import { DEFAULT_BASE_IMAGE_REF, type ImageProgress, type ImageStore } from "../image/index.ts";
+import type { Logger } from "../observability/index.ts";
+import { SandboxEventLog } from "./event-log.ts";
+import { ExecutionRunner, type ExecutionInput, type ExecutionStreamItem } from "./execution-runner.ts";
+import { newSandboxId, SANDBOX_ID_PATTERN } from "./ids.ts";
+import { LIVE_SANDBOX_STATUSES, type ExecutionRecord, type SandboxEventRecord, type SandboxRecord, type SandboxResources, type SandboxStatus } from "./records.ts";
+import { StateStore } from "./store.ts";
+
+export interface SupervisorOptions {
+  stateDir: string;
+  images: ImageStore;
+  backends: Partial<Record<BackendName, Backend>>;
+  defaultBackend: BackendName;
+  defaultResources: SandboxResources;
+  logger: Logger;
+}
+
+export interface CreateSandboxInput {
+  backend?: string;
+  imageRef?: string;
+  resources?: Partial<SandboxResources>;
+  launchSeconds?: number;
+  dangerouslyAllowAll?: boolean;
+  labels?: Record<string, string>;
+}
+
+export type CreateProgress =
+  | { phase: "resolve_image" | "provision" | "ready"; message: string }
+  | { phase: "pull_image"; progress: ImageProgress };
+
+const DEFAULT_LAUNCH_SECONDS = 30;
+/** how long reconcile waits for a surviving sandbox's agent before declaring it dead */
+const RECONNECT_TIMEOUT_MS = 3000;
+
+/**
+ * Owns every sandbox on this host: creates them from an image through a backend, keeps one agent
+ * connection per sandbox, runs executions, terminates, and after a restart reconciles records with the host.
+ */
+export class SandboxSupervisor {
+  readonly #opts: SupervisorOptions;
+  readonly #store: StateStore;
+  readonly #events: SandboxEventLog;
+  readonly #runner: ExecutionRunner;
+  readonly #agents = new Map<string, Promise<AgentClient>>();
+  readonly #log: Logger;
+
+  private constructor(opts: SupervisorOptions, store: StateStore) {
+    this.#opts = opts;
+    this.#store = store;
+    this.#log = opts.logger;
+    this.#events = new SandboxEventLog(store);
+    this.#runner = new ExecutionRunner({
+      store,
+      outputDir: join(opts.stateDir, "executions"),
+      agentFor: (sandboxId) => this.#agentFor(this.getSandbox(sandboxId)),
+      events: this.#events,
+      logger: opts.logger,
+    });
+  }
+
+  /** Opens the state database and reconciles it with what is actually running on the host. */
+  static async open(opts: SupervisorOptions): Promise<SandboxSupervisor> {
+    await mkdir(join(opts.stateDir, "executions"), { recursive: true, mode: 0o700 });
+    const supervisor = new SandboxSupervisor(opts, new StateStore(join(opts.stateDir, "cleanroom.db")));
+    await supervisor.#reconcile();
+    return supervisor;
+  }
+
+  get executions(): ExecutionRunner {
+    return this.#runner;
+  }
+
+  async createSandbox(input: CreateSandboxInput, onProgress: (p: CreateProgress) => void = () => {}): Promise<SandboxRecord> {
+    const backend = this.#backend(input.backend);
+    const resources = this.#resources(input.resources);
+    const imageRef = input.imageRef || DEFAULT_BASE_IMAGE_REF;
+    const now = new Date().toISOString();
+    const record: SandboxRecord = {
+      id: newSandboxId(),
+      status: "PROVISIONING",
+      backend: backend.name,
+      imageRef,
+      imageDigest: "",
+      statusReason: "",
+      createdAt: now,
+      updatedAt: now,
+      resources,
+      policyHash: "",
+      dangerouslyAllowAll: input.dangerouslyAllowAll ?? false,
+      labels: input.labels ?? {},
+    };
+    // recorded before any host resource exists, so reconcile can always find what a crash left behind
+    this.#store.putSandbox(record);
+    const log = this.#log.child({ sandbox_id: record.id });
+    const startedAt = performance.now();
+    try {
+      onProgress({ phase: "resolve_image", message: `resolving ${imageRef}` });
+      const image = await this.#resolveImage(imageRef, onProgress);
+      record.imageDigest = image.digest;
+      const lowerDirs = await this.#opts.images.layerDirs(image);
+      onProgress({ phase: "provision", message: `starting ${backend.name} sandbox` });
+      const launched = await backend.launch({
+        sandboxId: record.id,
+        lowerDirs,
+        imageConfig: { env: image.config.env, workingDir: image.config.workingDir, user: image.config.user },
+        resources,
+      });
+      const launchMs = (input.launchSeconds || DEFAULT_LAUNCH_SECONDS) * 1000;
+      const agent = connectAgent(launched.agentSocketPath, { timeoutMs: launchMs });
+      this.#agents.set(record.id, agent);
+      await agent;
+      this.#setStatus(record, "READY", "");
+      log.info({ image_digest: image.digest, duration_ms: Math.round(performance.now() - startedAt) }, "sandbox ready");
+      onProgress({ phase: "ready", message: "ready" });
+      return record;
+    } catch (err) {
+      this.#agents.delete(record.id);
+      await backend.destroy(record.id).catch((cleanupErr) => log.error({ err: cleanupErr }, "cleanup after failed launch"));
+      const reason = messageOf(err);
+      this.#setStatus(record, "FAILED", reason);
+      log.warn({ reason_code: isCleanroomError(err) ? err.code : "runtime_launch_failed", reason }, "sandbox launch failed");
+      if (isCleanroomError(err)) throw err;
+      throw new CleanroomError("runtime_launch_failed", `sandbox ${record.id} failed to start: ${reason}`, { sandbox_id: record.id });
+    }
+  }
+
+  getSandbox(id: string): SandboxRecord {
+    const record = SANDBOX_ID_PATTERN.test(id) ? this.#store.getSandbox(id) : undefined;
+    if (!record) throw new CleanroomError("not_found", `no sandbox with id "${id}"; list them with \`cleanroom sandbox ls\``);
+    return record;
+  }
+
+  listSandboxes(all: boolean): SandboxRecord[] {
+    return this.#store.listSandboxes(all ? undefined : LIVE_SANDBOX_STATUSES);
+  }
+
+  recentEvents(id: string): SandboxEventRecord[] {
+    return this.#events.recent(this.getSandbox(id).id);
+  }
+
+  streamEvents(id: string, afterSequence: number, follow: boolean, signal: AbortSignal): AsyncGenerator<SandboxEventRecord> {
+    return this.#events.stream(this.getSandbox(id).id, afterSequence, follow, signal);
+  }
+
+  /** Stops the sandbox and releases every host resource it holds. With `wait: false`, returns once it is STOPPING. */
+  async terminateSandbox(id: string, wait = true): Promise<SandboxRecord> {
+    const record = this.getSandbox(id);
+    if (record.status === "STOPPED" || record.status === "FAILED") return record;
+    this.#setStatus(record, "STOPPING", "terminate requested");
+    const teardown = this.#teardown(record, "STOPPED", "terminated");
+    if (wait) await teardown;
+    else teardown.catch(() => undefined);
+    return record;
+  }
+
+  /** Creates an execution in a READY sandbox and starts it. */
+  async createExecution(input: ExecutionInput): Promise<ExecutionRecord> {
+    const sandbox = this.getSandbox(input.sandboxId);
+    if (sandbox.status !== "READY") {
+      throw new CleanroomError("failed_precondition", `sandbox ${sandbox.id} is ${sandbox.status}, not READY`);
+    }
+    return this.#runner.start(input);
+  }
+
+  streamExecution(executionId: string, follow: boolean, signal: AbortSignal): AsyncGenerator<ExecutionStreamItem> {
+    return this.#runner.stream(executionId, follow, signal);
+  }
+
+  /** Daemon shutdown: closes agent connections; sandboxes keep running and are picked up on the next start. */
+  async close(): Promise<void> {
+    await this.#runner.abandonAll("the daemon shut down while the execution was running");
+    for (const agent of this.#agents.values()) agent.then((a) => a.close(), () => undefined);
+    this.#agents.clear();
+    this.#store.close();
+  }
+
+  async #teardown(record: SandboxRecord, finalStatus: SandboxStatus, reason: string): Promise<void> {
+    const log = this.#log.child({ sandbox_id: record.id });
+    await this.#runner.abandonSandbox(record.id, "the sandbox was terminated");
+    const agent = this.#agents.get(record.id);
+    this.#agents.delete(record.id);
+    agent?.then((a) => a.close(), () => undefined);
+    try {
+      await this.#backendOf(record).destroy(record.id);
+      this.#setStatus(record, finalStatus, reason);
+      log.info("sandbox stopped");
+    } catch (err) {
+      this.#setStatus(record, "FAILED", `teardown failed: ${messageOf(err)}`);
+      log.error({ err }, "sandbox teardown failed");
+      throw err;
+    }
+  }
+
+  async #resolveImage(ref: string, onProgress: (p: CreateProgress) => void) {
+    const images = this.#opts.images;
+    const local = await images.resolveLocal(ref);
+    if (local) return local;
+    if (ref === DEFAULT_BASE_IMAGE_REF) {
+      throw new CleanroomError("image_not_found", `the default image ${ref} has not been built on this host yet; run \`cleanroom system warmup\` once (it builds it from your apt mirror)`);
+    }
+    return images.ensure(ref, { onProgress: (progress) => onProgress({ phase: "pull_image", progress }) });
+  }
+
+  /** The agent connection of a READY sandbox, reconnecting if the previous one dropped. */
+  #agentFor(record: SandboxRecord): Promise<AgentClient> {
+    const existing = this.#agents.get(record.id);
+    if (existing) return existing;
+    const socket = this.#backendOf(record).agentSocketPath(record.id);
+    const connecting = connectAgent(socket, { timeoutMs: RECONNECT_TIMEOUT_MS });
+    this.#agents.set(record.id, connecting);
+    connecting.then(
+      (agent) => agent.closed.then(() => {
+        if (this.#agents.get(record.id) === connecting) this.#agents.delete(record.id);
+      }),
+      () => this.#agents.delete(record.id),
+    );
+    return connecting;
+  }
+
+  #setStatus(record: SandboxRecord, status: SandboxStatus, reason: string): void {
+    record.status = status;
+    record.statusReason = reason;
+    record.updatedAt = new Date().toISOString();
+    this.#store.putSandbox(record);
+    this.#events.record(record.id, "status", `${status}${reason ? `: ${reason}` : ""}`, { attributes: { status } });
+  }
+
+  #backend(name: string | undefined): Backend {
+    const wanted = (name || this.#opts.defaultBackend) as BackendName;
+    const backend = this.#opts.backends[wanted];
+    if (!backend) {
+      const known = Object.keys(this.#opts.backends).join(", ");
+      throw new CleanroomError("backend_unavailable", `backend "${wanted}" is not available on this host (available: ${known}); see \`cleanroom doctor\``);
+    }
+    return backend;
+  }
+
+  #backendOf(record: SandboxRecord): Backend {
+    return this.#backend(record.backend);
+  }
+
+  #resources(requested: Partial<SandboxResources> | undefined): SandboxResources {
+    // requested values are floors: they raise the host defaults, never lower them
+    const base = this.#opts.defaultResources;
+    return {
+      vcpus: Math.max(base.vcpus, requested?.vcpus ?? 0),
+      memoryMiB: Math.max(base.memoryMiB, requested?.memoryMiB ?? 0),
+      pidsLimit: Math.max(base.pidsLimit, requested?.pidsLimit ?? 0),
+    };
+  }
+
+  /** After a restart (clean or kill -9): surviving sandboxes come back READY, dead ones FAILED, orphans removed. */
+  async #reconcile(): Promise<void> {
+    this.#runner.failInterrupted("the daemon restarted while the execution was running");
+    const known = new Set<string>();
+    for (const record of this.#store.listSandboxes(LIVE_SANDBOX_STATUSES)) {
+      known.add(record.id);
+      await this.#reconcileSandbox(record).catch((err) => this.#log.error({ sandbox_id: record.id, err }, "reconcile failed"));
+    }
+    for (const [name, backend] of Object.entries(this.#opts.backends)) {
+      for (const id of await backend.listSandboxIds()) {
+        if (this.#store.getSandbox(id)?.status === "READY") continue;
+        this.#log.warn({ sandbox_id: id, backend: name, had_record: known.has(id) }, "removing orphaned sandbox resources");
+        await backend.destroy(id).catch((err) => this.#log.error({ sandbox_id: id, err }, "orphan removal failed"));
+      }
+    }
+  }
+
+  async #reconcileSandbox(record: SandboxRecord): Promise<void> {
+    const backend = this.#opts.backends[record.backend as BackendName];
+    if (!backend) {
+      this.#setStatus(record, "FAILED", `backend ${record.backend} is not available after restart`);
+      return;
+    }
+    if (record.status === "READY" && (await backend.state(record.id)) === "running") {
+      try {
+        await this.#agentFor(record);
+        this.#log.info({ sandbox_id: record.id }, "sandbox survived the restart");
+        return;
+      } catch (err) {
+        this.#agents.delete(record.id);
+        await backend.destroy(record.id);
+        this.#setStatus(record, "FAILED", `agent did not answer after the daemon restarted: ${messageOf(err)}`);
+        return;
+      }
+    }
+    const wasStopping = record.status === "STOPPING";
+    await backend.destroy(record.id);
+    if (wasStopping) this.#setStatus(record, "STOPPED", "terminated (finished after the daemon restarted)");
+    else this.#setStatus(record, "FAILED", record.status === "READY" ? "the sandbox was no longer running when the daemon restarted" : `the daemon restarted while the sandbox was ${record.status}`);
+  }
+}

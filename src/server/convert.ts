@@ -1,0 +1,72 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
+import {
+  ExecutionKind, ExecutionSchema, ExecutionStatus, ImageSchema, SandboxEventSchema, SandboxSchema, SandboxStatus,
+  type Execution, type Image, type Sandbox, type SandboxEvent,
+} from "../api/index.ts";
+import type { ImageRecord } from "../image/index.ts";
+import type { ExecutionRecord, SandboxEventRecord, SandboxRecord } from "../sandbox/index.ts";
+
+function timestamp(iso: string | null): Timestamp | undefined {
+  return iso ? timestampFromDate(new Date(iso)) : undefined;
+}
+
+export function sandboxMessage(record: SandboxRecord): Sandbox {
+  return create(SandboxSchema, {
+    sandboxId: record.id,
+    status: SandboxStatus[record.status],
+    backend: record.backend,
+    imageRef: record.imageRef,
+    imageDigest: record.imageDigest,
+    statusReason: record.statusReason,
+    createdAt: timestamp(record.createdAt),
+    updatedAt: timestamp(record.updatedAt),
+    resources: { vcpus: record.resources.vcpus, memoryMib: record.resources.memoryMiB, pidsLimit: record.resources.pidsLimit },
+    policyHash: record.policyHash,
+    dangerouslyAllowAll: record.dangerouslyAllowAll,
+    labels: record.labels,
+  });
+}
+
+export function executionMessage(record: ExecutionRecord): Execution {
+  return create(ExecutionSchema, {
+    executionId: record.id,
+    sandboxId: record.sandboxId,
+    status: ExecutionStatus[record.status],
+    kind: record.interactive ? ExecutionKind.INTERACTIVE : ExecutionKind.BATCH,
+    command: record.command,
+    cwd: record.cwd,
+    tty: record.tty,
+    exitCode: record.exitCode ?? 0,
+    signal: record.signal,
+    statusReason: record.statusReason,
+    createdAt: timestamp(record.createdAt),
+    startedAt: timestamp(record.startedAt),
+    finishedAt: timestamp(record.finishedAt),
+    stdoutBytes: BigInt(record.stdoutBytes),
+    stderrBytes: BigInt(record.stderrBytes),
+  });
+}
+
+export function eventMessage(record: SandboxEventRecord): SandboxEvent {
+  return create(SandboxEventSchema, {
+    sequence: BigInt(record.sequence),
+    sandboxId: record.sandboxId,
+    time: timestamp(record.time),
+    type: record.type,
+    message: record.message,
+    reasonCode: record.reasonCode,
+    attributes: record.attributes,
+  });
+}
+
+export function imageMessage(record: ImageRecord): Image {
+  return create(ImageSchema, {
+    ref: record.ref,
+    digest: record.digest,
+    sizeBytes: BigInt(record.sizeBytes),
+    createdAt: timestamp(record.createdAt),
+    platform: record.platform,
+    layerCount: record.layers.length,
+  });
+}

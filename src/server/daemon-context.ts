@@ -1,0 +1,13 @@
+import type { BackendName, createLinuxBackend } from "../backends/index.ts";
+import type { ImageStore } from "../image/index.ts";
+import type { SandboxSupervisor } from "../sandbox/index.ts";
+
+/** What the API routes are served from. */
+export interface DaemonContext {
+  supervisor: SandboxSupervisor;
+  images: ImageStore;
+  defaultBackend: BackendName;
+  backendOptions: Parameters<typeof createLinuxBackend>[0];
+  version: string;
+  agentProtocolVersion: number;
+}

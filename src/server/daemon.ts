@@ -1,0 +1,89 @@
+import { readFileSync } from "node:fs";
+import { cpus } from "node:os";
+import { join } from "node:path";
+import type { Server } from "node:http";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import type { Interceptor } from "@connectrpc/connect";
+import { AGENT_PROTOCOL_VERSION } from "../agent-protocol/index.ts";
+import { createLinuxBackend, type BackendName } from "../backends/index.ts";
+import { hostPaths, packageRoot, sandboxIdRange, type HostPaths } from "../config/index.ts";
+import { ImageStore } from "../image/index.ts";
+import type { Logger } from "../observability/index.ts";
+import { SandboxSupervisor } from "../sandbox/index.ts";
+import type { DaemonContext } from "./daemon-context.ts";
+import { toConnectError } from "./errors.ts";
+import { listenHttp, parseListenAddress } from "./listen.ts";
+import { registerRoutes } from "./routes.ts";
+
+export interface DaemonOptions {
+  /** `unix:///path` or `http://127.0.0.1:port`; default: the root socket */
+  listen?: string;
+  paths?: HostPaths;
+  logger: Logger;
+}
+
+export interface RunningDaemon {
+  url: string;
+  close(): Promise<void>;
+}
+
+export const version: string = (JSON.parse(readFileSync(join(packageRoot, "package.json"), "utf8")) as { version: string }).version;
+
+/** Starts `cleanroom serve`: opens state, reconciles with the host, and serves the API. */
+export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
+  const paths = opts.paths ?? hostPaths();
+  const log = opts.logger;
+  const backendOptions = { stateDir: paths.stateDir, runDir: paths.runDir, agentPath: paths.agentPath, idRange: sandboxIdRange, logger: log };
+  const images = new ImageStore({ root: paths.imageDir, idRange: sandboxIdRange, logger: log });
+  const defaultBackend: BackendName = "linux";
+  const supervisor = await SandboxSupervisor.open({
+    stateDir: paths.stateDir,
+    images,
+    backends: { linux: createLinuxBackend(backendOptions) },
+    defaultBackend,
+    defaultResources: { vcpus: Math.max(1, Math.min(2, cpus().length)), memoryMiB: 2048, pidsLimit: 1024 },
+    logger: log,
+  });
+  const context: DaemonContext = { supervisor, images, defaultBackend, backendOptions, version, agentProtocolVersion: AGENT_PROTOCOL_VERSION };
+  const handler = connectNodeAdapter({
+    routes: (router) => registerRoutes(router, context),
+    interceptors: [reasonCodeInterceptor(log)],
+  });
+  const listening = await listenHttp(parseListenAddress(opts.listen ?? `unix://${paths.socketPath}`), handler);
+  log.info({ url: listening.url, state_dir: paths.stateDir, version }, "cleanroom daemon listening");
+  return {
+    url: listening.url,
+    async close() {
+      await closeServer(listening.server);
+      await supervisor.close();
+    },
+  };
+}
+
+/** Maps every error leaving a handler, unary or mid-stream, to a ConnectError with a reason code. */
+function reasonCodeInterceptor(log: Logger): Interceptor {
+  return (next) => async (req) => {
+    try {
+      const res = await next(req);
+      if (!res.stream) return res;
+      const source = res.message;
+      async function* mapped() {
+        try {
+          yield* source;
+        } catch (err) {
+          throw toConnectError(err, log);
+        }
+      }
+      return { ...res, message: mapped() };
+    } catch (err) {
+      throw toConnectError(err, log);
+    }
+  };
+}
+
+function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeAllConnections();
+  });
+}

@@ -1,0 +1,201 @@
+import { create } from "@bufbuild/protobuf";
+import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
+import { createWritableIterable } from "@connectrpc/connect/protocol";
+import {
+  CreatePhase, CreateSandboxStreamResponseSchema, ExecutionService, HostService, ImageService, SandboxService,
+  type CreateSandboxRequest, type ImageProgress as ImageProgressMessage,
+} from "../api/index.ts";
+import { probeHost } from "../backends/index.ts";
+import { CleanroomError } from "../errors/index.ts";
+import type { ImageProgress, ImageRecord } from "../image/index.ts";
+import type { CreateProgress, CreateSandboxInput } from "../sandbox/index.ts";
+import { eventMessage, executionMessage, imageMessage, sandboxMessage } from "./convert.ts";
+import type { DaemonContext } from "./daemon-context.ts";
+
+const PHASES: Record<CreateProgress["phase"], CreatePhase> = {
+  resolve_image: CreatePhase.RESOLVE_IMAGE,
+  pull_image: CreatePhase.PULL_IMAGE,
+  provision: CreatePhase.PROVISION,
+  ready: CreatePhase.READY,
+};
+
+/** Registers the cleanroom.v1 services on `router`, backed by the daemon's parts. */
+export function registerRoutes(router: ConnectRouter, daemon: DaemonContext): void {
+  const { supervisor, images } = daemon;
+  const runner = supervisor.executions;
+
+  router.service(SandboxService, {
+    async createSandbox(req) {
+      return { sandbox: sandboxMessage(await supervisor.createSandbox(createInput(req))) };
+    },
+    async *createSandboxStream(req, ctx) {
+      const updates = createWritableIterable<CreateProgress>();
+      const created = supervisor.createSandbox(createInput(req), (p) => void updates.write(p).catch(() => undefined))
+        .finally(() => updates.close());
+      for await (const p of abortable(updates, ctx)) {
+        yield create(CreateSandboxStreamResponseSchema, {
+          phase: PHASES[p.phase],
+          message: "message" in p ? p.message : (p.progress.message ?? p.progress.phase),
+          ...("progress" in p ? { completedBytes: BigInt(p.progress.receivedBytes ?? 0), totalBytes: BigInt(p.progress.totalBytes ?? 0) } : {}),
+        });
+      }
+      yield create(CreateSandboxStreamResponseSchema, { phase: CreatePhase.READY, message: "ready", sandbox: sandboxMessage(await created) });
+    },
+    async getSandbox(req) {
+      return { sandbox: sandboxMessage(supervisor.getSandbox(req.sandboxId)), recentEvents: supervisor.recentEvents(req.sandboxId).map(eventMessage) };
+    },
+    async listSandboxes(req) {
+      return { sandboxes: supervisor.listSandboxes(req.all).map(sandboxMessage) };
+    },
+    async terminateSandbox(req) {
+      return { sandbox: sandboxMessage(await supervisor.terminateSandbox(req.sandboxId, !req.async)) };
+    },
+    async *streamSandboxEvents(req, ctx) {
+      for await (const event of supervisor.streamEvents(req.sandboxId, Number(req.afterSequence), req.follow, ctx.signal)) {
+        yield { event: eventMessage(event) };
+      }
+    },
+  });
+
+  router.service(ExecutionService, {
+    async createExecution(req) {
+      const record = await supervisor.createExecution({
+        sandboxId: req.sandboxId,
+        command: req.command,
+        shell: req.shell,
+        env: req.env,
+        cwd: req.cwd,
+        user: req.user,
+        ...(req.tty ? { tty: { rows: req.terminalSize?.rows || 24, cols: req.terminalSize?.cols || 80 } } : {}),
+        attachStdin: req.attachStdin,
+        timeoutSeconds: req.timeoutSeconds,
+      });
+      return { execution: executionMessage(record) };
+    },
+    async getExecution(req) {
+      return { execution: executionMessage(runner.get(req.executionId)) };
+    },
+    async inspectExecution(req) {
+      const tail = await runner.tail(req.executionId, Math.min(req.outputBytes, 16 * 1024 * 1024));
+      return {
+        execution: executionMessage(runner.get(req.executionId)),
+        stdoutTail: tail.stdout,
+        stderrTail: tail.stderr,
+        artifactsDir: runner.artifactsDir(req.executionId),
+      };
+    },
+    async listExecutions(req) {
+      return { executions: runner.list(req.sandboxId || undefined, req.all).map(executionMessage) };
+    },
+    async cancelExecution(req) {
+      return { execution: executionMessage(runner.cancel(req.executionId, req.signal)) };
+    },
+    async writeExecutionStdin(req) {
+      await runner.writeStdin(req.executionId, req.data);
+      return {};
+    },
+    async closeExecutionStdin(req) {
+      runner.closeStdin(req.executionId);
+      return {};
+    },
+    async resizeExecutionTerminal(req) {
+      runner.resize(req.executionId, req.terminalSize?.rows ?? 0, req.terminalSize?.cols ?? 0);
+      return {};
+    },
+    async *streamExecution(req, ctx) {
+      for await (const item of supervisor.streamExecution(req.executionId, req.follow, ctx.signal)) {
+        if ("output" in item) {
+          yield { event: { case: item.output.stream, value: item.output.data } };
+        } else {
+          const done = item.exit;
+          yield {
+            event: {
+              case: "exit",
+              value: { status: executionMessage(done).status, exitCode: done.exitCode ?? 0, signal: done.signal, statusReason: done.statusReason },
+            },
+          };
+        }
+      }
+    },
+  });
+
+  router.service(ImageService, {
+    async *pullImage(req, ctx) {
+      yield* withImageProgress(ctx, (onProgress) => images.pull(req.ref, { onProgress, signal: ctx.signal }));
+    },
+    async *importImage(req, ctx) {
+      if (!req.archivePath.startsWith("/")) throw new CleanroomError("invalid_argument", "archive_path must be an absolute path on the daemon's host");
+      yield* withImageProgress(ctx, (onProgress) => images.importArchive(req.ref, req.archivePath, { onProgress }));
+    },
+    async listImages() {
+      return { images: (await images.list()).map(imageMessage) };
+    },
+    async removeImage(req) {
+      await images.remove(req.ref);
+      return {};
+    },
+    async *warmup(_req, ctx) {
+      yield* withImageProgress(ctx, async (onProgress) => {
+        const image = await images.buildBaseImage({ onProgress });
+        onProgress({ phase: "unpacking", message: "unpacking layers" });
+        await images.layerDirs(image);
+        return image;
+      });
+    },
+  });
+
+  router.service(HostService, {
+    async doctor() {
+      const report = await probeHost(daemon.backendOptions);
+      return {
+        checks: report.checks,
+        backends: report.backends.map((b) => ({ backend: b.backend, usable: b.usable, checks: b.checks, capabilities: b.capabilities })),
+        defaultBackend: daemon.defaultBackend,
+      };
+    },
+    async getVersion() {
+      return { version: daemon.version, agentProtocol: String(daemon.agentProtocolVersion) };
+    },
+  });
+}
+
+function createInput(req: CreateSandboxRequest): CreateSandboxInput {
+  return {
+    backend: req.backend,
+    imageRef: req.imageRef,
+    resources: { vcpus: req.resources?.vcpus ?? 0, memoryMiB: req.resources?.memoryMib ?? 0, pidsLimit: req.resources?.pidsLimit ?? 0 },
+    launchSeconds: req.launchSeconds,
+    dangerouslyAllowAll: req.dangerouslyAllowAll,
+    labels: req.labels,
+  };
+}
+
+/** Streams image progress while `work` runs, then the resulting image. */
+async function* withImageProgress(
+  ctx: HandlerContext,
+  work: (onProgress: (p: ImageProgress) => void) => Promise<ImageRecord>,
+): AsyncGenerator<{ progress?: ImageProgressMessage | undefined; image?: ReturnType<typeof imageMessage> }> {
+  const updates = createWritableIterable<ImageProgress>();
+  const result = work((p) => void updates.write(p).catch(() => undefined)).finally(() => updates.close());
+  for await (const p of abortable(updates, ctx)) {
+    yield {
+      progress: {
+        $typeName: "cleanroom.v1.ImageProgress",
+        phase: p.phase,
+        layerDigest: p.layerDigest ?? "",
+        receivedBytes: BigInt(p.receivedBytes ?? 0),
+        totalBytes: BigInt(p.totalBytes ?? 0),
+        message: p.message ?? "",
+      },
+    };
+  }
+  yield { image: imageMessage(await result) };
+}
+
+/** Ends iteration when the client goes away, so progress writers never block on a dead stream. */
+async function* abortable<T>(source: AsyncIterable<T>, ctx: HandlerContext): AsyncGenerator<T> {
+  for await (const item of source) {
+    if (ctx.signal.aborted) return;
+    yield item;
+  }
+}

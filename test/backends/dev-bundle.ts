@@ -1,0 +1,10 @@
+import { mkdtemp, chmod, mkdir, writeFile, chown } from "node:fs/promises";
+import { renderSandboxSpec } from "../../src/backends/linux/oci-spec.ts";
+import { busyboxLayer } from "./fixtures.ts";
+import { sandboxIdRange } from "../../src/config/index.ts";
+const root = await mkdtemp("/tmp/devscratch/b-"); await chmod(root, 0o711);
+const base = await busyboxLayer(root + "/rootfs", sandboxIdRange.hostBase);
+const spec = renderSandboxSpec({ sandboxId: "x", rootfsPath: base, agentHostPath: "/tmp/fakeagent/fake-agent", imageEnv: [], hostname: "x", resources: { vcpus: 1, memoryMiB: 256, pidsLimit: 100 }, idRange: sandboxIdRange, nofileLimit: 20000 });
+spec.process.args = ["/bin/sleep", "1000"];
+await writeFile(root + "/config.json", JSON.stringify(spec, null, 1));
+console.log(root);

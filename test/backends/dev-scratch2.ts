@@ -1,0 +1,10 @@
+import { mkdtemp, chmod } from "node:fs/promises";
+import { createLinuxBackend } from "../../src/backends/index.ts";
+import { busyboxLayer, newSandboxId } from "./fixtures.ts";
+import { sandboxIdRange } from "../../src/config/index.ts";
+const root = await mkdtemp("/tmp/devscratch/w-"); await chmod(root, 0o711);
+const base = await busyboxLayer(root + "/base", sandboxIdRange.hostBase);
+const b = createLinuxBackend({ stateDir: root + "/state", runDir: root + "/run", agentPath: "/tmp/fakeagent/fake-agent", idRange: sandboxIdRange });
+const id = newSandboxId();
+const l = await b.launch({ sandboxId: id, lowerDirs: [base], imageConfig: { env: [], workingDir: "/", user: "" }, resources: { vcpus: 1, memoryMiB: 256, pidsLimit: 100 } });
+console.log(JSON.stringify({ root, id, pid: l.initPid }));
