@@ -5,6 +5,9 @@ import { globSync } from "node:fs";
 import { join } from "node:path";
 
 const root = join(import.meta.dirname, "..");
+// the e2e suites run bin/cleanroom, which prefers the bundle: never test a stale one
+const built = spawnSync(process.execPath, [join(root, "scripts", "build.ts")], { cwd: root, stdio: "inherit" });
+if (built.status !== 0) process.exit(built.status ?? 1);
 const only = process.argv.slice(2);
 const files = only.length ? only : globSync("test/**/*.test.ts", { cwd: root }).sort((a, b) => {
   const e2e = (f: string) => (f.startsWith("test/e2e/") ? 1 : 0);

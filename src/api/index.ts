@@ -2,6 +2,3 @@
 export * from "./gen/cleanroom/v1/sandbox_pb.js";
 export * from "./gen/cleanroom/v1/execution_pb.js";
 export * from "./gen/cleanroom/v1/image_pb.js";
-
-/** Response header (and stream trailer) carrying Cleanroom's stable reason code on errors. */
-export const REASON_HEADER = "cleanroom-reason-code";

@@ -1,6 +1,10 @@
 /**
- * Isolation backends: turn image layers into a running sandbox whose PID 1 is cleanroom-agent, and give
- * the daemon a socket to it. Today only `linux` (runc) runs; gvisor and qemu are probed and reported.
+ * Isolation backends: turn image layer dirs into a running sandbox whose PID 1 is cleanroom-agent, and
+ * hand the daemon a unix socket the agent accepts on. Today only `linux` runs (runc, user namespace,
+ * overlayfs, cgroups, seccomp); `probeHost` also reports gvisor and qemu, as not usable yet.
+ *
+ * Host layout of a linux sandbox: `<stateDir>/sandboxes/<id>/{upper,work,rootfs,config.json,agent.sock,agent.log}`,
+ * runc state in `<runDir>/runc/<id>`, cgroup `/cleanroom/<id>` in every hierarchy.
  */
 export type {
   Backend,

@@ -20,10 +20,10 @@ export function reportError(err: unknown, json: boolean): number {
   return 1;
 }
 
-/** "3s ago"-style age of an ISO or Timestamp-ish date. */
-export function age(date: Date | undefined): string {
-  if (!date) return "";
-  const seconds = Math.max(0, Math.round((Date.now() - date.getTime()) / 1000));
+/** "3s ago"-style age of an RFC 3339 time. */
+export function age(time: string | undefined): string {
+  if (!time) return "";
+  const seconds = Math.max(0, Math.round((Date.now() - Date.parse(time)) / 1000));
   if (seconds < 60) return `${seconds}s ago`;
   if (seconds < 3600) return `${Math.round(seconds / 60)}m ago`;
   if (seconds < 86400) return `${Math.round(seconds / 3600)}h ago`;

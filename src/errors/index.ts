@@ -39,3 +39,6 @@ export function isCleanroomError(err: unknown, code?: ReasonCode): err is Cleanr
 export function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
+
+/** Response header (and stream trailer) in which the daemon's API carries the reason code of an error. */
+export const REASON_CODE_HEADER = "cleanroom-reason-code";

@@ -78,6 +78,7 @@ export class ImageStore {
       const download = async (d: { digest: string; size: number; mediaType: string; urls?: string[] | undefined }) => {
         if (!(await this.blobs.has(d.digest, d.size))) fresh.add(d.digest);
         await downloadBlob({ ...ctx, onBytes: (receivedBytes, totalBytes) => report({ phase: "downloading", layerDigest: d.digest, receivedBytes, totalBytes }) }, parsed, d);
+        report({ phase: "verifying", layerDigest: d.digest, receivedBytes: d.size, totalBytes: d.size, message: "sha256 verified" });
       };
       await download(m.config);
       const config = parseImageConfig(await this.blobs.readVerified(m.config.digest, MAX_CONFIG_BYTES), m.layers.length);

@@ -1,10 +1,10 @@
-import { createClient, type Client } from "@connectrpc/connect";
-import { ExecutionService, ExecutionStatus, HostService, ImageService, SandboxService, type Execution, type Sandbox } from "../api/index.ts";
-import { defaultHost, createTransport } from "./transport.ts";
-import { fromConnectError } from "./errors.ts";
+import type {
+  ExecutionExitJson, ExecutionJson, ExecutionService, HostService, ImageService, SandboxJson, SandboxService,
+} from "../api/index.ts";
+import { JsonTransport, parseEndpoint, type JsonClient } from "./connect-json.ts";
 
 export interface CleanroomOptions {
-  /** `unix:///path` or `http(s)://host:port`; default `CLEANROOM_HOST`, else the default socket */
+  /** `unix:///path` or `http://host:port`; default `CLEANROOM_HOST`, else the default socket */
   host?: string;
 }
 
@@ -28,70 +28,66 @@ export interface StartOptions {
   timeoutSeconds?: number;
 }
 
+/** Final state of an execution, as `ExecutionStatus` names without their prefix. */
+export type ExecutionOutcome = "SUCCEEDED" | "FAILED" | "CANCELED" | "TIMED_OUT";
+
 export interface ExecResult {
   executionId: string;
   exitCode: number;
   signal: string;
-  status: keyof typeof ExecutionStatus;
+  status: ExecutionOutcome;
+  statusReason: string;
   stdout: Buffer;
   stderr: Buffer;
 }
 
-export type OutputEvent = { stream: "stdout" | "stderr"; data: Uint8Array };
-export interface ExitEvent { status: ExecutionStatus; exitCode: number; signal: string; statusReason: string }
+export type OutputEvent = { stream: "stdout" | "stderr"; data: Buffer };
+export interface ExitEvent { status: ExecutionOutcome; exitCode: number; signal: string; statusReason: string }
 
-/** A client of one Cleanroom daemon. */
+/** Default endpoint: root's system socket, else the user's runtime dir (matches the daemon's default). */
+export function defaultHost(env: NodeJS.ProcessEnv = process.env): string {
+  if (process.getuid?.() === 0 || !env.XDG_RUNTIME_DIR) return "unix:///var/run/cleanroom/cleanroom.sock";
+  return `unix://${env.XDG_RUNTIME_DIR}/cleanroom/cleanroom.sock`;
+}
+
+/** Drops an enum's type prefix: "SANDBOX_STATUS_READY" → "READY". */
+export function enumName(value: string | undefined, prefix: string): string {
+  return value ? value.replace(prefix, "") : "UNSPECIFIED";
+}
+
+/** A client of one Cleanroom daemon. Errors are CleanroomErrors carrying the daemon's reason code. */
 export class Cleanroom {
   readonly host: string;
-  readonly sandboxes: Client<typeof SandboxService>;
-  readonly executions: Client<typeof ExecutionService>;
-  readonly images: Client<typeof ImageService>;
-  readonly hostService: Client<typeof HostService>;
+  readonly sandboxes: JsonClient<typeof SandboxService>;
+  readonly executions: JsonClient<typeof ExecutionService>;
+  readonly images: JsonClient<typeof ImageService>;
+  readonly hostService: JsonClient<typeof HostService>;
+  readonly #transport: JsonTransport;
 
   constructor(opts: CleanroomOptions = {}) {
     this.host = opts.host || process.env.CLEANROOM_HOST || defaultHost();
-    const transport = createTransport(this.host);
-    this.sandboxes = createClient(SandboxService, transport);
-    this.executions = createClient(ExecutionService, transport);
-    this.images = createClient(ImageService, transport);
-    this.hostService = createClient(HostService, transport);
-  }
-
-  /** Runs `call`, turning daemon errors into CleanroomErrors with reason codes. */
-  async call<T>(call: () => Promise<T>): Promise<T> {
-    try {
-      return await call();
-    } catch (err) {
-      throw fromConnectError(err, this.host);
-    }
-  }
-
-  /** Iterates a server stream, turning daemon errors into CleanroomErrors. */
-  async *stream<T>(open: () => AsyncIterable<T>): AsyncGenerator<T> {
-    try {
-      yield* open();
-    } catch (err) {
-      throw fromConnectError(err, this.host);
-    }
+    this.#transport = new JsonTransport(parseEndpoint(this.host));
+    this.sandboxes = this.#transport.client<typeof SandboxService>("cleanroom.v1.SandboxService", ["createSandboxStream", "streamSandboxEvents"]);
+    this.executions = this.#transport.client<typeof ExecutionService>("cleanroom.v1.ExecutionService", ["streamExecution"]);
+    this.images = this.#transport.client<typeof ImageService>("cleanroom.v1.ImageService", ["pullImage", "importImage", "warmup"]);
+    this.hostService = this.#transport.client<typeof HostService>("cleanroom.v1.HostService", []);
   }
 
   async createSandbox(opts: CreateSandboxOptions = {}): Promise<SandboxHandle> {
-    const res = await this.call(() =>
-      this.sandboxes.createSandbox({
-        imageRef: opts.image ?? "",
-        backend: opts.backend ?? "",
-        launchSeconds: opts.launchSeconds ?? 0,
-        dangerouslyAllowAll: opts.dangerouslyAllowAll ?? false,
-        labels: opts.labels ?? {},
-        resources: { vcpus: opts.resources?.vcpus ?? 0, memoryMib: opts.resources?.memoryMiB ?? 0, pidsLimit: opts.resources?.pidsLimit ?? 0 },
-      }),
-    );
-    return new SandboxHandle(this, res.sandbox!);
+    const res = await this.sandboxes.createSandbox({
+      imageRef: opts.image ?? "",
+      backend: opts.backend ?? "",
+      launchSeconds: opts.launchSeconds ?? 0,
+      dangerouslyAllowAll: opts.dangerouslyAllowAll ?? false,
+      labels: opts.labels ?? {},
+      resources: { vcpus: opts.resources?.vcpus ?? 0, memoryMib: opts.resources?.memoryMiB ?? 0, pidsLimit: opts.resources?.pidsLimit ?? 0 },
+    });
+    return new SandboxHandle(this, res.sandbox ?? {});
   }
 
   /** A handle on an existing sandbox (no round trip). */
   sandbox(id: string): SandboxHandle {
-    return new SandboxHandle(this, { sandboxId: id } as Sandbox);
+    return new SandboxHandle(this, { sandboxId: id });
   }
 
   /** Creates a sandbox, runs one command to completion, and terminates the sandbox. */
@@ -103,40 +99,42 @@ export class Cleanroom {
       await sandbox.terminate({ wait: false }).catch(() => undefined);
     }
   }
+
+  /** Closes idle connections to the daemon. */
+  close(): void {
+    this.#transport.close();
+  }
 }
 
 /** A sandbox on the daemon. */
 export class SandboxHandle {
   readonly #client: Cleanroom;
-  readonly info: Sandbox;
+  readonly info: SandboxJson;
 
-  constructor(client: Cleanroom, info: Sandbox) {
+  constructor(client: Cleanroom, info: SandboxJson) {
     this.#client = client;
     this.info = info;
   }
 
   get id(): string {
-    return this.info.sandboxId;
+    return this.info.sandboxId ?? "";
   }
 
-  /** Starts a command; output is streamed from `execution.events()`. */
+  /** Starts a command; its output streams from `execution.events()`. */
   async start(command: string[], opts: StartOptions = {}): Promise<ExecutionHandle> {
-    const c = this.#client;
-    const res = await c.call(() =>
-      c.executions.createExecution({
-        sandboxId: this.id,
-        command,
-        shell: opts.shell ?? false,
-        env: opts.env ?? [],
-        cwd: opts.cwd ?? "",
-        user: opts.user ?? "",
-        tty: Boolean(opts.tty),
-        ...(opts.tty ? { terminalSize: opts.tty } : {}),
-        attachStdin: opts.stdin ?? false,
-        timeoutSeconds: opts.timeoutSeconds ?? 0,
-      }),
-    );
-    return new ExecutionHandle(c, res.execution!);
+    const res = await this.#client.executions.createExecution({
+      sandboxId: this.id,
+      command,
+      shell: opts.shell ?? false,
+      env: opts.env ?? [],
+      cwd: opts.cwd ?? "",
+      user: opts.user ?? "",
+      tty: Boolean(opts.tty),
+      ...(opts.tty ? { terminalSize: opts.tty } : {}),
+      attachStdin: opts.stdin ?? false,
+      timeoutSeconds: opts.timeoutSeconds ?? 0,
+    });
+    return new ExecutionHandle(this.#client, res.execution ?? {});
   }
 
   /** Runs a command to completion and collects its output. */
@@ -146,67 +144,71 @@ export class SandboxHandle {
     const err: Buffer[] = [];
     let exit: ExitEvent | undefined;
     for await (const event of execution.events()) {
-      if ("stream" in event) (event.stream === "stdout" ? out : err).push(Buffer.from(event.data));
+      if ("stream" in event) (event.stream === "stdout" ? out : err).push(event.data);
       else exit = event;
     }
     return {
       executionId: execution.id,
       exitCode: exit?.exitCode ?? -1,
       signal: exit?.signal ?? "",
-      status: ExecutionStatus[exit?.status ?? ExecutionStatus.UNSPECIFIED] as keyof typeof ExecutionStatus,
+      status: exit?.status ?? "FAILED",
+      statusReason: exit?.statusReason ?? "the output stream ended without an exit status",
       stdout: Buffer.concat(out),
       stderr: Buffer.concat(err),
     };
   }
 
   async terminate(opts: { wait?: boolean } = {}): Promise<void> {
-    const c = this.#client;
-    await c.call(() => c.sandboxes.terminateSandbox({ sandboxId: this.id, async: opts.wait === false }));
+    await this.#client.sandboxes.terminateSandbox({ sandboxId: this.id, async: opts.wait === false });
   }
 }
 
 /** A running (or finished) execution. */
 export class ExecutionHandle {
   readonly #client: Cleanroom;
-  readonly info: Execution;
+  readonly info: ExecutionJson;
 
-  constructor(client: Cleanroom, info: Execution) {
+  constructor(client: Cleanroom, info: ExecutionJson) {
     this.#client = client;
     this.info = info;
   }
 
   get id(): string {
-    return this.info.executionId;
+    return this.info.executionId ?? "";
   }
 
-  /** Output from the start (replayed), live output, and last the exit event. */
+  /** Output from the start (replayed), then live output, and last the exit event. */
   async *events(opts: { signal?: AbortSignal } = {}): AsyncGenerator<OutputEvent | ExitEvent> {
-    const c = this.#client;
-    const stream = c.stream(() => c.executions.streamExecution({ executionId: this.id, follow: true }, opts.signal ? { signal: opts.signal } : {}));
-    for await (const message of stream) {
-      const event = message.event;
-      if (event.case === "stdout" || event.case === "stderr") yield { stream: event.case, data: event.value };
-      else if (event.case === "exit") yield event.value;
+    for await (const message of this.#client.executions.streamExecution({ executionId: this.id, follow: true }, opts)) {
+      if (message.stdout !== undefined) yield { stream: "stdout", data: Buffer.from(message.stdout, "base64") };
+      else if (message.stderr !== undefined) yield { stream: "stderr", data: Buffer.from(message.stderr, "base64") };
+      else if (message.exit) yield exitEvent(message.exit);
     }
   }
 
   writeStdin(data: Uint8Array): Promise<unknown> {
-    const c = this.#client;
-    return c.call(() => c.executions.writeExecutionStdin({ executionId: this.id, data }));
+    return this.#client.executions.writeExecutionStdin({ executionId: this.id, data: Buffer.from(data).toString("base64") });
   }
 
   closeStdin(): Promise<unknown> {
-    const c = this.#client;
-    return c.call(() => c.executions.closeExecutionStdin({ executionId: this.id }));
+    return this.#client.executions.closeExecutionStdin({ executionId: this.id });
   }
 
+  /** Sends a signal (number; SIGTERM by default) to the workload. */
   cancel(signal = 15): Promise<unknown> {
-    const c = this.#client;
-    return c.call(() => c.executions.cancelExecution({ executionId: this.id, signal }));
+    return this.#client.executions.cancelExecution({ executionId: this.id, signal });
   }
 
   resize(rows: number, cols: number): Promise<unknown> {
-    const c = this.#client;
-    return c.call(() => c.executions.resizeExecutionTerminal({ executionId: this.id, terminalSize: { rows, cols } }));
+    return this.#client.executions.resizeExecutionTerminal({ executionId: this.id, terminalSize: { rows, cols } });
   }
+}
+
+function exitEvent(exit: ExecutionExitJson): ExitEvent {
+  return {
+    status: enumName(exit.status, "EXECUTION_STATUS_") as ExecutionOutcome,
+    exitCode: exit.exitCode ?? 0,
+    signal: exit.signal ?? "",
+    statusReason: exit.statusReason ?? "",
+  };
 }

@@ -1,6 +1,5 @@
 import { Code, ConnectError } from "@connectrpc/connect";
-import { REASON_HEADER } from "../api/index.ts";
-import { CleanroomError, type ReasonCode } from "../errors/index.ts";
+import { CleanroomError, REASON_CODE_HEADER, type ReasonCode } from "../errors/index.ts";
 import type { Logger } from "../observability/index.ts";
 
 const CODE_BY_REASON: Partial<Record<ReasonCode, Code>> = {
@@ -23,9 +22,9 @@ const CODE_BY_REASON: Partial<Record<ReasonCode, Code>> = {
 export function toConnectError(err: unknown, log: Logger): ConnectError {
   if (err instanceof ConnectError) return err;
   if (err instanceof CleanroomError) {
-    const metadata = new Headers({ [REASON_HEADER]: err.code });
+    const metadata = new Headers({ [REASON_CODE_HEADER]: err.code });
     return new ConnectError(err.message, CODE_BY_REASON[err.code] ?? Code.Internal, metadata);
   }
   log.error({ err }, "unexpected error in request");
-  return new ConnectError("internal error; see the daemon log", Code.Internal, new Headers({ [REASON_HEADER]: "internal" }));
+  return new ConnectError("internal error; see the daemon log", Code.Internal, new Headers({ [REASON_CODE_HEADER]: "internal" }));
 }

@@ -1,10 +1,11 @@
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { chmod, copyFile, lchown, mkdir, mkdtemp, readdir, rm, symlink, writeFile } from "node:fs/promises";
+import { chmod, copyFile, lchown, mkdir, mkdtemp, readFile, readdir, rm, symlink, writeFile } from "node:fs/promises";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TestContext } from "node:test";
+import assert from "node:assert/strict";
 import { hostPaths, sandboxIdRange, type IdRange } from "../../src/config/index.ts";
 import { createLinuxBackend, type Backend, type LaunchSpec } from "../../src/backends/index.ts";
 
@@ -44,6 +45,7 @@ export async function testWorld(t: TestContext, opts: { agentPath?: string } = {
   const backend = createLinuxBackend({ stateDir, runDir, agentPath: opts.agentPath ?? testAgentPath(), idRange });
   t.after(async () => {
     for (const id of await backend.listSandboxIds()) await backend.destroy(id).catch(() => {});
+    await releaseLeftovers(root, join(runDir, "runc"));
     await rm(root, { recursive: true, force: true });
   });
   const base = await busyboxLayer(join(root, "layers", "base"), idRange.hostBase);
@@ -70,6 +72,29 @@ export async function testWorld(t: TestContext, opts: { agentPath?: string } = {
   };
 }
 
+/**
+ * Independent of the backend under test (which may be the thing that is broken): force-delete runc
+ * containers in our runc root and lazily unmount anything mounted under `root`, so rm never recurses
+ * into a live overlay.
+ */
+async function releaseLeftovers(root: string, runcRoot: string): Promise<void> {
+  for (const id of await readdir(runcRoot).catch(() => [])) {
+    try {
+      execFileSync("runc", ["--root", runcRoot, "delete", "--force", id], { stdio: "ignore", timeout: 30_000 });
+    } catch {
+      // not a container any more
+    }
+  }
+  const mounts = (await readFile("/proc/self/mountinfo", "utf8")).split("\n").map((l) => l.split(" ")[4] ?? "");
+  for (const m of mounts.filter((m) => m.startsWith(root + "/")).reverse()) {
+    try {
+      execFileSync("umount", ["-l", m], { stdio: "ignore" });
+    } catch {
+      // gone already
+    }
+  }
+}
+
 /** A rootfs with busybox and a few applet links, owned by the shifted root like an unpacked layer. */
 export async function busyboxLayer(dir: string, hostRoot: number): Promise<string> {
   for (const d of ["bin", "etc", "proc", "dev", "sys", "root"]) await mkdir(join(dir, d), { recursive: true });
@@ -92,6 +117,17 @@ async function chownTree(dir: string, id: number): Promise<void> {
 export function newSandboxId(): string {
   const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789";
   return Array.from({ length: 12 }, () => alphabet[Math.floor(Math.random() * alphabet.length)]).join("");
+}
+
+/** Asserts that sandbox `id` holds nothing on the host, checked from the host's side (not the backend's). */
+export async function assertNothingLeft(w: TestWorld, id: string): Promise<void> {
+  assert.ok(!existsSync(join(w.stateDir, "sandboxes", id)), "no state dir");
+  assert.ok(!existsSync(join(w.runcRoot, id)), "no runc state");
+  assert.ok(!(await readFile("/proc/self/mountinfo", "utf8")).includes(`/sandboxes/${id}/`), "no mount");
+  for (const h of await readdir("/sys/fs/cgroup")) assert.ok(!existsSync(join("/sys/fs/cgroup", h, "cleanroom", id)), `no cgroup in ${h}`);
+  assert.ok(!existsSync(join("/sys/fs/cgroup", "cleanroom", id)), "no cgroup (v2)");
+  assert.ok(!(await w.backend.listSandboxIds()).includes(id));
+  assert.equal(await w.backend.state(id), "missing");
 }
 
 /** Connects to the agent socket and resolves with the first bytes the agent sends (its HELLO). */

@@ -15,10 +15,12 @@ const runs = Number(process.argv[2] ?? 10);
 const root = await mkdtemp(join(tmpdir(), "cleanroom-timing-"));
 await chmod(root, 0o711);
 const runcRunMs: number[] = [];
+const mountMs: number[] = [];
 const sink = new Writable({
   write(chunk: Buffer, _enc, cb) {
-    const e = JSON.parse(chunk.toString()) as { runc_run_ms?: number };
+    const e = JSON.parse(chunk.toString()) as { runc_run_ms?: number; mount_ms?: number };
     if (e.runc_run_ms !== undefined) runcRunMs.push(e.runc_run_ms);
+    if (e.mount_ms !== undefined) mountMs.push(e.mount_ms);
     cb();
   },
 });
@@ -62,5 +64,5 @@ const median = (xs: number[]) => {
   return Math.round((s[Math.floor((s.length - 1) / 2)]! + s[Math.ceil((s.length - 1) / 2)]!) * 5) / 10;
 };
 console.log(
-  JSON.stringify({ runs, launch_ms: median(launchMs), runc_run_ms: median(runcRunMs.slice(1)), agent_hello_ms: median(readyMs), destroy_ms: median(destroyMs) }),
+  JSON.stringify({ runs, launch_ms: median(launchMs), mount_ms: median(mountMs.slice(1)), runc_run_ms: median(runcRunMs.slice(1)), agent_hello_ms: median(readyMs), destroy_ms: median(destroyMs) }),
 );

@@ -1,22 +1,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { execFileSync, spawn } from "node:child_process";
 import { chmod, chown, mkdir, readFile, readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { isCleanroomError } from "../../src/errors/index.ts";
 import { createLinuxBackend } from "../../src/backends/index.ts";
-import { firstBytesFromAgent, newSandboxId, runcCli, testAgentPath, testWorld, type TestWorld } from "./fixtures.ts";
-
-/** Asserts that sandbox `id` holds nothing on the host, checked from the host's side (not the backend's). */
-async function assertNothingLeft(w: TestWorld, id: string): Promise<void> {
-  assert.ok(!existsSync(join(w.stateDir, "sandboxes", id)), "no state dir");
-  assert.ok(!existsSync(join(w.runcRoot, id)), "no runc state");
-  assert.ok(!(await readFile("/proc/self/mountinfo", "utf8")).includes(`/sandboxes/${id}/`), "no mount");
-  for (const h of await readdir("/sys/fs/cgroup")) assert.ok(!existsSync(join("/sys/fs/cgroup", h, "cleanroom", id)), `no cgroup in ${h}`);
-  assert.ok(!(await w.backend.listSandboxIds()).includes(id));
-  assert.equal(await w.backend.state(id), "missing");
-}
+import { assertNothingLeft, firstBytesFromAgent, newSandboxId, runcCli, testAgentPath, testWorld, type TestWorld } from "./fixtures.ts";
 
 async function launchError(w: TestWorld, spec: ReturnType<TestWorld["spec"]>, backend = w.backend): Promise<Error> {
   try {
@@ -130,3 +119,38 @@ test("an image with more layers than fit into one page of absolute paths still m
   await w.backend.destroy(spec.sandboxId);
   await assertNothingLeft(w, spec.sandboxId);
 });
+
+test("a daemon killed with SIGKILL at any point of a launch leaks nothing once a new daemon reconciles", { timeout: 45_000 }, async (t) => {
+  const w = await testWorld(t);
+  const launcher = join(import.meta.dirname, "crash-launcher.ts");
+  for (const killAfterMs of [0, 15, 30, 45, 60, 90, 150]) {
+    const id = newSandboxId();
+    const child = spawn(process.execPath, [launcher, w.stateDir, w.runDir, testAgentPath(), id, ...w.lowerDirs], { stdio: ["ignore", "pipe", "inherit"] });
+    const exited = new Promise((r) => child.once("exit", r));
+    t.after(() => child.kill("SIGKILL"));
+    await Promise.race([new Promise((r) => child.stdout.once("data", r)), exited]);
+    await new Promise((r) => setTimeout(r, killAfterMs));
+    child.kill("SIGKILL");
+    await exited;
+    // a `runc run` the dead daemon started finishes on its own (the restarted daemon comes up later than that)
+    await waitForNoRunc(w.runcRoot);
+    const restarted = createLinuxBackend({ stateDir: w.stateDir, runDir: w.runDir, agentPath: testAgentPath(), idRange: w.idRange });
+    for (const orphan of await restarted.listSandboxIds()) await restarted.destroy(orphan);
+    await assertNothingLeft(w, id);
+  }
+});
+
+/** Waits until no runc process works on `runcRoot` (found by its command line in /proc). */
+async function waitForNoRunc(runcRoot: string): Promise<void> {
+  for (let i = 0; i < 1000; i++) {
+    let busy = false;
+    for (const pid of await readdir("/proc")) {
+      if (!/^\d+$/.test(pid)) continue;
+      const cmdline = await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "");
+      if (cmdline.includes(`\0${runcRoot}\0`)) busy = true;
+    }
+    if (!busy) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`runc still running on ${runcRoot}`);
+}

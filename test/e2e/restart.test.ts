@@ -1,13 +1,15 @@
-import { test, before, after } from "node:test";
+import { test, before } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { join } from "node:path";
+import { suiteCleanup } from "../fixtures/cleanup.ts";
 import { startTestDaemon, ensureBaseImage, hostResourcesOf, type TestDaemon } from "../fixtures/daemon.ts";
 
+const suite = suiteCleanup();
 let daemon: TestDaemon;
 
 before(async () => {
-  daemon = await startTestDaemon({ after });
+  daemon = await startTestDaemon(suite);
   await ensureBaseImage(daemon);
 });
 

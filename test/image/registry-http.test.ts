@@ -129,3 +129,16 @@ test("concurrent pulls of the same image in one store share downloads and both s
   assert.equal(b.digest, img.manifestDigest);
   assert.equal(reg.requests.filter((r) => r.path.endsWith(img.layers[0]!.digest)).length, 1, "the layer was fetched once");
 });
+
+test("blob redirects to another origin are followed without our Authorization header", async (t) => {
+  const { reg, img, root } = await fixture(t);
+  const cdn = await startFakeRegistry(t, reg.blobs);
+  reg.bearer = { token: "tok-xyz", username: "u", password: "p" };
+  reg.redirectBlobsTo = `http://${cdn.host}`;
+  const store = new ImageStore({ root, idRange: TEST_ID_RANGE, registry: { credentials: async () => ({ username: "u", password: "p" }) } });
+  const image = await store.pull(`${reg.host}/x/y:v1`);
+  assert.equal(image.digest, img.manifestDigest);
+  const cdnBlobRequests = cdn.requests.filter((r) => r.path.includes("/blobs/"));
+  assert.ok(cdnBlobRequests.length >= 2, "config and layer came from the CDN");
+  assert.ok(cdnBlobRequests.every((r) => r.authorization === undefined), "the registry token never reached the CDN");
+});

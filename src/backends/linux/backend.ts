@@ -1,5 +1,5 @@
 import { access, chmod, chown, mkdir, open, readdir, stat, writeFile, type FileHandle } from "node:fs/promises";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { CleanroomError, messageOf } from "../../errors/index.ts";
 import { silentLogger } from "../../observability/index.ts";
 import type { Backend, CapabilityMap, LaunchSpec, LaunchedSandbox, LinuxBackendOptions } from "../types.ts";
@@ -7,7 +7,7 @@ import { listenAgentSocket, type ListeningAgentSocket } from "./agent-socket.ts"
 import { agentBinaryProblem, hardNofileLimit, untraversableAncestors } from "./host-access.ts";
 import { checkLaunchSpec, type CheckedLaunch } from "./launch-spec.ts";
 import { renderSandboxSpec } from "./oci-spec.ts";
-import { mountOverlay, planOverlayMount, readMounts } from "./overlay.ts";
+import { mountOverlay, planOverlayMount, readMounts, type OverlayMountPlan } from "./overlay.ts";
 import { probeLinux } from "./probe.ts";
 import { isInitAlive, readContainerState, runDetached, type Runc } from "./runc.ts";
 import { sandboxesDir, sandboxIdPattern, sandboxLayout, type SandboxLayout } from "./sandbox-layout.ts";
@@ -31,17 +31,27 @@ export const linuxCapabilities: Readonly<CapabilityMap> = {
 };
 
 /** The `linux` backend: runc with its own root, a user namespace per sandbox, rootfs = overlay of image layers. */
-export function createLinuxBackend(opts: LinuxBackendOptions): Backend {
+export function createLinuxBackend(options: LinuxBackendOptions): Backend {
+  // mountinfo and runc speak absolute, normalized paths
+  const opts = { ...options, stateDir: resolve(options.stateDir), runDir: resolve(options.runDir), agentPath: resolve(options.agentPath) };
   const logger = opts.logger ?? silentLogger();
   const runc: Runc = { root: join(opts.runDir, "runc"), binary: "runc" };
   let hostReady: Promise<{ nofile: number }> | undefined;
 
-  /** Once per backend: our dirs exist and the sandbox's root can walk to them. */
+  /**
+   * Once per backend: our dirs exist and the sandbox's root can walk to them. `sandboxes/` and each
+   * sandbox dir are root:<sandbox root gid> 0710, so runc (as the sandbox's root) gets through while
+   * other host users cannot browse sandbox filesystems.
+   */
   const prepareHost = () =>
     (hostReady ??= (async () => {
       const sandboxes = sandboxesDir(opts.stateDir);
-      await mkdir(sandboxes, { recursive: true, mode: 0o711 });
-      await Promise.all([chmod(opts.stateDir, 0o711), chmod(sandboxes, 0o711), mkdir(runc.root, { recursive: true, mode: 0o700 })]);
+      await mkdir(sandboxes, { recursive: true, mode: 0o700 });
+      await Promise.all([
+        addTraverseBit(opts.stateDir),
+        chown(sandboxes, 0, opts.idRange.hostBase).then(() => chmod(sandboxes, 0o710)),
+        mkdir(runc.root, { recursive: true, mode: 0o700 }),
+      ]);
       const closed = await untraversableAncestors(sandboxes);
       if (closed.length) throw new Error(`the sandbox's root (host uid ${opts.idRange.hostBase}) cannot reach ${sandboxes}: chmod o+x ${closed.join(" ")}`);
       return { nofile: Math.min(await hardNofileLimit(), maxNofile) };
@@ -64,24 +74,33 @@ export function createLinuxBackend(opts: LinuxBackendOptions): Backend {
     const started = performance.now();
     let checked: CheckedLaunch;
     let nofile: number;
+    let plan: OverlayMountPlan;
+    const layout = sandboxLayout(opts.stateDir, spec.sandboxId);
+    // everything that can be refused is refused before the first byte is written
     try {
       checked = checkLaunchSpec(spec, opts.defaults);
+      plan = planOverlayMount(checked.lowerDirs, layout.upper, layout.work);
       [{ nofile }] = await Promise.all([prepareHost(), checkHostInputs(opts.agentPath, checked.lowerDirs)]);
     } catch (err) {
       throw launchFailed(spec.sandboxId, messageOf(err));
     }
-    const layout = sandboxLayout(opts.stateDir, spec.sandboxId);
     try {
-      await mkdir(layout.dir, { mode: 0o711 });
+      await mkdir(layout.dir, { mode: 0o700 });
     } catch (err) {
       const why = (err as NodeJS.ErrnoException).code === "EEXIST" ? "a sandbox with this id already exists" : messageOf(err);
       throw launchFailed(spec.sandboxId, why);
     }
     // from here on every failure releases what was taken: teardown derives it all from disk
     try {
-      const launched = await startSandbox(layout, spec.sandboxId, checked, nofile);
+      const launched = await startSandbox(layout, spec.sandboxId, checked, plan, nofile);
       logger.info(
-        { sandbox_id: spec.sandboxId, init_pid: launched.initPid, runc_run_ms: round(launched.runcRunMs), launch_ms: round(performance.now() - started) },
+        {
+          sandbox_id: spec.sandboxId,
+          init_pid: launched.initPid,
+          mount_ms: round(launched.mountMs),
+          runc_run_ms: round(launched.runcRunMs),
+          launch_ms: round(performance.now() - started),
+        },
         "sandbox launched",
       );
       return { agentSocketPath: layout.agentSocket, initPid: launched.initPid };
@@ -95,10 +114,10 @@ export function createLinuxBackend(opts: LinuxBackendOptions): Backend {
     }
   };
 
-  const startSandbox = async (layout: SandboxLayout, id: string, checked: CheckedLaunch, nofile: number) => {
+  const startSandbox = async (layout: SandboxLayout, id: string, checked: CheckedLaunch, plan: OverlayMountPlan, nofile: number) => {
     const hostRoot = opts.idRange.hostBase;
-    await chmod(layout.dir, 0o711);
-    await Promise.all([mkdir(layout.upper, { mode: 0o755 }), mkdir(layout.work, { mode: 0o700 }), mkdir(layout.rootfs, { mode: 0o755 })]);
+    await chown(layout.dir, 0, hostRoot);
+    await Promise.all([chmod(layout.dir, 0o710), mkdir(layout.upper, { mode: 0o755 }), mkdir(layout.work, { mode: 0o700 }), mkdir(layout.rootfs, { mode: 0o755 })]);
     // root inside the sandbox owns "/" (the upper dir's root) and may write anywhere the image lets root write
     await Promise.all([chmod(layout.upper, 0o755), chown(layout.upper, hostRoot, hostRoot), chown(layout.work, hostRoot, hostRoot)]);
     const spec = renderSandboxSpec({
@@ -111,12 +130,13 @@ export function createLinuxBackend(opts: LinuxBackendOptions): Backend {
       idRange: opts.idRange,
       nofileLimit: nofile,
     });
-    const plan = planOverlayMount(checked.lowerDirs, layout.upper, layout.work);
     let socket: ListeningAgentSocket | undefined;
     let log: FileHandle | undefined;
     try {
+      const mountStarted = performance.now();
+      let mountMs = 0;
       const results = await Promise.allSettled([
-        mountOverlay(plan, layout.rootfs),
+        mountOverlay(plan, layout.rootfs).then(() => (mountMs = performance.now() - mountStarted)),
         writeFile(layout.config, JSON.stringify(spec), { mode: 0o600 }),
         listenAgentSocket(layout.agentSocket).then((s) => (socket = s)),
         open(layout.agentLog, "a", 0o600).then((f) => (log = f)),
@@ -131,7 +151,7 @@ export function createLinuxBackend(opts: LinuxBackendOptions): Backend {
       }
       const state = await readContainerState(runc, id);
       if (!state) throw new Error(`runc run succeeded but runc has no state for ${id}`);
-      return { initPid: state.initPid, runcRunMs: run.durationMs };
+      return { initPid: state.initPid, runcRunMs: run.durationMs, mountMs };
     } finally {
       await Promise.all([socket?.close(), log?.close()]);
     }
@@ -215,6 +235,12 @@ async function readLogExcerpt(path: string): Promise<string> {
   } finally {
     await f.close();
   }
+}
+
+/** stateDir is the daemon's: only add the x bits runc needs, never take permissions away. */
+async function addTraverseBit(dir: string): Promise<void> {
+  const { mode } = await stat(dir);
+  if ((mode & 0o001) === 0) await chmod(dir, (mode & 0o7777) | 0o011);
 }
 
 function pathExists(path: string): Promise<boolean> {

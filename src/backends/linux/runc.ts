@@ -75,7 +75,9 @@ export function runDetached(runc: Runc, id: string, bundleDir: string, logFd: nu
   const start = performance.now();
   const args = ["--root", runc.root, "run", "--detach", "--preserve-fds", "1", "--bundle", bundleDir, id];
   return new Promise((resolve) => {
-    const child = spawn(runc.binary, args, { stdio: ["ignore", logFd, logFd, socketFd], env: {} });
+    // runc gets no daemon secrets: a bare env (the container's env comes from config.json)
+    const env = { PATH: process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin" };
+    const child = spawn(runc.binary, args, { stdio: ["ignore", logFd, logFd, socketFd], env });
     const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
     const done = (r: Omit<RuncRunResult, "durationMs">) => {
       clearTimeout(timer);

@@ -1,6 +1,5 @@
-import { ExecutionStatus } from "../../api/index.ts";
 import { CleanroomError } from "../../errors/index.ts";
-import { Cleanroom, type ExecutionHandle, type SandboxHandle } from "../../sdk/index.ts";
+import { Cleanroom, type ExecutionHandle, type ExitEvent, type SandboxHandle } from "../../sdk/index.ts";
 
 export interface ExecFlags {
   host?: string;
@@ -74,16 +73,16 @@ async function attach(execution: ExecutionHandle, opts: { tty: boolean; attachSt
   }
   const stdinDone = opts.attachStdin ? pumpStdin(execution) : Promise.resolve();
   try {
-    let exit: { status: ExecutionStatus; exitCode: number; statusReason: string } | undefined;
+    let exit: ExitEvent | undefined;
     for await (const event of execution.events({ signal: detach.signal })) {
       if ("stream" in event) await write(event.stream === "stdout" ? process.stdout : process.stderr, event.data);
       else exit = event;
     }
     if (!exit) throw new CleanroomError("execution_failed", `lost the output stream of execution ${execution.id} before it finished`);
-    if (exit.status === ExecutionStatus.FAILED && exit.exitCode === 0) {
+    if (exit.status === "FAILED" && exit.exitCode === 0) {
       throw new CleanroomError("execution_failed", `execution ${execution.id} failed: ${exit.statusReason}`);
     }
-    if (exit.status === ExecutionStatus.TIMED_OUT) process.stderr.write(`cleanroom: execution ${execution.id} timed out\n`);
+    if (exit.status === "TIMED_OUT") process.stderr.write(`cleanroom: execution ${execution.id} timed out\n`);
     return exit.exitCode;
   } catch (err) {
     if (detach.signal.aborted) {

@@ -1,33 +1,31 @@
-import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { ExecutionStatus, type Execution } from "../../api/index.ts";
-import { Cleanroom } from "../../sdk/index.ts";
+import type { ExecutionJson } from "../../api/index.ts";
+import { Cleanroom, enumName } from "../../sdk/index.ts";
 import { age, printJson, printTable } from "../output.ts";
 
 const TAIL_BYTES = 64 * 1024;
+const FINISHED = new Set(["SUCCEEDED", "FAILED", "CANCELED", "TIMED_OUT"]);
 
 export async function listExecutions(flags: { host?: string; sandboxId?: string; all?: boolean; json?: boolean }): Promise<number> {
   const client = new Cleanroom({ ...(flags.host ? { host: flags.host } : {}) });
-  const res = await client.call(() => client.executions.listExecutions({ sandboxId: flags.sandboxId ?? "", all: Boolean(flags.all) }));
+  const executions = (await client.executions.listExecutions({ sandboxId: flags.sandboxId ?? "", all: Boolean(flags.all) })).executions ?? [];
+  const views = executions.map(executionView);
   if (flags.json) {
-    printJson(res.executions.map(executionJson));
+    printJson(views);
     return 0;
   }
   printTable(
     ["EXECUTION ID", "SANDBOX ID", "STATUS", "EXIT", "COMMAND", "CREATED"],
-    res.executions.map((e) => [
-      e.executionId, e.sandboxId, ExecutionStatus[e.status], isFinished(e) ? String(e.exitCode) : "",
-      e.command.join(" ").slice(0, 40), age(e.createdAt && timestampDate(e.createdAt)),
-    ]),
+    views.map((e) => [e.execution_id, e.sandbox_id, e.status, e.exit_code === null ? "" : String(e.exit_code), e.command.join(" ").slice(0, 40), age(e.created_at)]),
   );
   return 0;
 }
 
 export async function inspectExecution(id: string, flags: { host?: string; json?: boolean }): Promise<number> {
   const client = new Cleanroom({ ...(flags.host ? { host: flags.host } : {}) });
-  const res = await client.call(() => client.executions.inspectExecution({ executionId: id, outputBytes: TAIL_BYTES }));
-  const info = { ...executionJson(res.execution!), artifacts_dir: res.artifactsDir };
-  const stdout = Buffer.from(res.stdoutTail).toString("utf8");
-  const stderr = Buffer.from(res.stderrTail).toString("utf8");
+  const res = await client.executions.inspectExecution({ executionId: id, outputBytes: TAIL_BYTES });
+  const info = { ...executionView(res.execution ?? {}), artifacts_dir: res.artifactsDir ?? "" };
+  const stdout = Buffer.from(res.stdoutTail ?? "", "base64").toString("utf8");
+  const stderr = Buffer.from(res.stderrTail ?? "", "base64").toString("utf8");
   if (flags.json) {
     printJson({ ...info, stdout, stderr });
     return 0;
@@ -38,28 +36,25 @@ export async function inspectExecution(id: string, flags: { host?: string; json?
   return 0;
 }
 
-function isFinished(e: Execution): boolean {
-  return e.status >= ExecutionStatus.SUCCEEDED;
-}
-
-function executionJson(e: Execution) {
-  const iso = (t: Execution["createdAt"]) => (t ? timestampDate(t).toISOString() : "");
-  const started = e.startedAt ? timestampDate(e.startedAt).getTime() : undefined;
-  const finished = e.finishedAt ? timestampDate(e.finishedAt).getTime() : undefined;
+/** The execution as the CLI shows it (snake_case, Cleanroom's field names). */
+function executionView(e: ExecutionJson) {
+  const status = enumName(e.status, "EXECUTION_STATUS_");
+  const started = e.startedAt ? Date.parse(e.startedAt) : undefined;
+  const finished = e.finishedAt ? Date.parse(e.finishedAt) : undefined;
   return {
-    execution_id: e.executionId,
-    sandbox_id: e.sandboxId,
-    status: ExecutionStatus[e.status],
-    status_reason: e.statusReason,
-    command: e.command,
-    tty: e.tty,
-    exit_code: isFinished(e) ? e.exitCode : null,
-    signal: e.signal,
-    created_at: iso(e.createdAt),
-    started_at: iso(e.startedAt),
-    finished_at: iso(e.finishedAt),
+    execution_id: e.executionId ?? "",
+    sandbox_id: e.sandboxId ?? "",
+    status,
+    status_reason: e.statusReason ?? "",
+    command: e.command ?? [],
+    tty: e.tty ?? false,
+    exit_code: FINISHED.has(status) ? (e.exitCode ?? 0) : null,
+    signal: e.signal ?? "",
+    created_at: e.createdAt ?? "",
+    started_at: e.startedAt ?? "",
+    finished_at: e.finishedAt ?? "",
     duration_ms: started !== undefined && finished !== undefined ? finished - started : null,
-    stdout_bytes: Number(e.stdoutBytes),
-    stderr_bytes: Number(e.stderrBytes),
+    stdout_bytes: Number(e.stdoutBytes ?? 0),
+    stderr_bytes: Number(e.stderrBytes ?? 0),
   };
 }

@@ -1,6 +1,5 @@
-import { timestampDate } from "@bufbuild/protobuf/wkt";
-import { SandboxStatus, type Sandbox } from "../../api/index.ts";
-import { Cleanroom } from "../../sdk/index.ts";
+import type { SandboxJson } from "../../api/index.ts";
+import { Cleanroom, enumName } from "../../sdk/index.ts";
 import { age, printJson, printTable } from "../output.ts";
 import { parsePositiveInt } from "./exec.ts";
 
@@ -14,41 +13,44 @@ export async function createSandbox(flags: CreateFlags): Promise<number> {
     ...(flags.launchSeconds ? { launchSeconds: parsePositiveInt(flags.launchSeconds, "--launch-seconds") } : {}),
     ...(flags.dangerouslyAllowAll ? { dangerouslyAllowAll: true } : {}),
   });
-  if (flags.json) printJson(sandboxJson(sandbox.info));
+  if (flags.json) printJson(sandboxView(sandbox.info));
   else process.stdout.write(`${sandbox.id}\n`);
   return 0;
 }
 
 export async function listSandboxes(flags: { host?: string; all?: boolean; json?: boolean }): Promise<number> {
   const client = new Cleanroom({ ...(flags.host ? { host: flags.host } : {}) });
-  const res = await client.call(() => client.sandboxes.listSandboxes({ all: Boolean(flags.all) }));
+  const sandboxes = (await client.sandboxes.listSandboxes({ all: Boolean(flags.all) })).sandboxes ?? [];
   if (flags.json) {
-    printJson(res.sandboxes.map(sandboxJson));
+    printJson(sandboxes.map(sandboxView));
     return 0;
   }
   printTable(
     ["SANDBOX ID", "STATUS", "BACKEND", "IMAGE", "CREATED"],
-    res.sandboxes.map((s) => [s.sandboxId, SandboxStatus[s.status], s.backend, s.imageRef, age(s.createdAt && timestampDate(s.createdAt))]),
+    sandboxes.map((s) => {
+      const v = sandboxView(s);
+      return [v.sandbox_id, v.status, v.backend, v.image_ref, age(v.created_at)];
+    }),
   );
   return 0;
 }
 
 export async function inspectSandbox(id: string, flags: { host?: string; json?: boolean }): Promise<number> {
   const client = new Cleanroom({ ...(flags.host ? { host: flags.host } : {}) });
-  const res = await client.call(() => client.sandboxes.getSandbox({ sandboxId: id }));
-  const sandbox = res.sandbox!;
-  const events = res.recentEvents.map((e) => ({ sequence: Number(e.sequence), time: e.time ? timestampDate(e.time).toISOString() : "", type: e.type, message: e.message, reason_code: e.reasonCode, attributes: e.attributes }));
+  const res = await client.sandboxes.getSandbox({ sandboxId: id });
+  const view = sandboxView(res.sandbox ?? {});
+  const events = (res.recentEvents ?? []).map((e) => ({
+    sequence: Number(e.sequence ?? 0), time: e.time ?? "", type: e.type ?? "", message: e.message ?? "", reason_code: e.reasonCode ?? "", attributes: e.attributes ?? {},
+  }));
   if (flags.json) {
-    printJson({ ...sandboxJson(sandbox), events });
+    printJson({ ...view, events });
     return 0;
   }
-  const info = sandboxJson(sandbox);
-  for (const [key, value] of Object.entries(info)) {
-    if (typeof value === "object") continue;
-    process.stdout.write(`${key.padEnd(22)}${String(value)}\n`);
+  for (const [key, value] of Object.entries(view)) {
+    if (typeof value !== "object") process.stdout.write(`${key.padEnd(22)}${String(value)}\n`);
   }
-  process.stdout.write(`${"resources".padEnd(22)}${info.resources.vcpus} vCPU, ${info.resources.memory_mib} MiB, ${info.resources.pids_limit} pids\n`);
-  if (sandbox.dangerouslyAllowAll) process.stdout.write("WARNING               egress is NOT restricted (--dangerously-allow-all)\n");
+  process.stdout.write(`${"resources".padEnd(22)}${view.resources.vcpus} vCPU, ${view.resources.memory_mib} MiB, ${view.resources.pids_limit} pids\n`);
+  if (view.dangerously_allow_all) process.stdout.write("WARNING               egress is NOT restricted (--dangerously-allow-all)\n");
   if (events.length) {
     process.stdout.write("events:\n");
     for (const e of events) process.stdout.write(`  ${e.time}  ${e.type.padEnd(20)} ${e.message}${e.reason_code ? ` [${e.reason_code}]` : ""}\n`);
@@ -59,24 +61,25 @@ export async function inspectSandbox(id: string, flags: { host?: string; json?: 
 export async function removeSandboxes(ids: string[], flags: { host?: string }): Promise<number> {
   const client = new Cleanroom({ ...(flags.host ? { host: flags.host } : {}) });
   for (const id of ids) {
-    await client.call(() => client.sandboxes.terminateSandbox({ sandboxId: id }));
+    await client.sandboxes.terminateSandbox({ sandboxId: id });
     process.stdout.write(`${id}\n`);
   }
   return 0;
 }
 
-function sandboxJson(s: Sandbox) {
+/** The sandbox as the CLI shows it (snake_case, Cleanroom's field names). */
+function sandboxView(s: SandboxJson) {
   return {
-    sandbox_id: s.sandboxId,
-    status: SandboxStatus[s.status],
-    status_reason: s.statusReason,
-    backend: s.backend,
-    image_ref: s.imageRef,
-    image_digest: s.imageDigest,
-    created_at: s.createdAt ? timestampDate(s.createdAt).toISOString() : "",
-    updated_at: s.updatedAt ? timestampDate(s.updatedAt).toISOString() : "",
-    dangerously_allow_all: s.dangerouslyAllowAll,
+    sandbox_id: s.sandboxId ?? "",
+    status: enumName(s.status, "SANDBOX_STATUS_"),
+    status_reason: s.statusReason ?? "",
+    backend: s.backend ?? "",
+    image_ref: s.imageRef ?? "",
+    image_digest: s.imageDigest ?? "",
+    created_at: s.createdAt ?? "",
+    updated_at: s.updatedAt ?? "",
+    dangerously_allow_all: s.dangerouslyAllowAll ?? false,
     resources: { vcpus: s.resources?.vcpus ?? 0, memory_mib: s.resources?.memoryMib ?? 0, pids_limit: s.resources?.pidsLimit ?? 0 },
-    labels: s.labels,
+    labels: s.labels ?? {},
   };
 }

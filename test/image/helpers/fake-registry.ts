@@ -19,6 +19,8 @@ export interface FakeRegistry {
   /** when set, every /v2 request needs `Authorization: Bearer <token>`; the realm is /token on this server */
   bearer?: { token: string; username: string; password: string };
   requests: { path: string; range?: string | undefined; authorization?: string | undefined }[];
+  /** when set, blob requests are answered with a 307 to this origin (a CDN), same path */
+  redirectBlobsTo?: string;
 }
 
 export async function loadLayoutBlobs(layoutDir: string): Promise<Map<string, Buffer>> {
@@ -57,6 +59,10 @@ function handle(reg: FakeRegistry, req: IncomingMessage, res: ServerResponse): v
     return void res.end("{}");
   }
   const [, , kind, reference] = m as unknown as [string, string, string, string];
+  if (kind === "blobs" && reg.redirectBlobsTo) {
+    res.writeHead(307, { location: `${reg.redirectBlobsTo}${url.pathname}` });
+    return void res.end();
+  }
   const digest = kind === "manifests" && !reference.startsWith("sha256:") ? reg.tags.get(reference) : reference;
   const real = digest ? reg.blobs.get(digest) : undefined;
   if (!digest || !real) {

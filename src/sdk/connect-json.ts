@@ -1,0 +1,188 @@
+// A Connect-protocol client speaking JSON over HTTP/1.1 with nothing but node:http.
+// Why not @connectrpc/connect-node here: loading protobuf-es descriptors and node:http2 costs the CLI
+// ~130 ms per start, more than the daemon needs to create a sandbox (DESIGN: speed budget of the CLI).
+// Message types come from the generated JSON types (type-only imports, nothing loaded at run time).
+import { createRequire } from "node:module";
+import type { IncomingMessage } from "node:http";
+import { CleanroomError, REASON_CODE_HEADER, type ReasonCode } from "../errors/index.ts";
+
+// `import … from "node:http"` builds the module's ESM facade, which evaluates a lazy getter that loads
+// undici (~25 ms); a CommonJS require of the same module does not.
+const { Agent, request } = createRequire(import.meta.url)("node:http") as typeof import("node:http");
+
+/** The JSON shape protobuf-es generated for a message schema (`json_types=true`). */
+export type JsonOf<Schema> = Schema extends { readonly $codegenv2: { b: { jsonType: infer J } } } ? J : never;
+
+type MethodsOf<Service> = Service extends { method: infer M } ? M : never;
+
+/** A typed client for one service: unary methods return promises, server-streaming ones async iterables. */
+export type JsonClient<Service> = {
+  [K in keyof MethodsOf<Service>]: MethodsOf<Service>[K] extends { methodKind: "unary"; input: infer I; output: infer O }
+    ? (req: JsonOf<I>, opts?: CallOptions) => Promise<JsonOf<O>>
+    : MethodsOf<Service>[K] extends { methodKind: "server_streaming"; input: infer I; output: infer O }
+      ? (req: JsonOf<I>, opts?: CallOptions) => AsyncGenerator<JsonOf<O>>
+      : never;
+};
+
+export type StreamingMethodName<Service> = {
+  [K in keyof MethodsOf<Service>]: MethodsOf<Service>[K] extends { methodKind: "server_streaming" } ? K : never;
+}[keyof MethodsOf<Service>];
+
+export interface CallOptions {
+  signal?: AbortSignal;
+}
+
+export interface Endpoint {
+  /** set for unix sockets */
+  socketPath?: string;
+  /** http://host:port (for unix sockets a nominal one) */
+  baseUrl: string;
+  /** shown in errors */
+  display: string;
+}
+
+/** a single stream message larger than this is a broken or hostile server */
+const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
+const END_STREAM_FLAG = 0x02;
+
+/** Parses `unix:///path`, `/path` or `http(s)://host:port`. */
+export function parseEndpoint(host: string): Endpoint {
+  if (host.startsWith("unix://") || host.startsWith("/")) {
+    const socketPath = host.startsWith("/") ? host : host.slice("unix://".length);
+    if (!socketPath.startsWith("/")) throw new CleanroomError("invalid_argument", `--host ${host}: the socket path must be absolute`);
+    // an IPv4 literal as the nominal host: for "localhost" node:http runs (and compiles) its IPv6 regex, ~14 ms
+    return { socketPath, baseUrl: "http://127.0.0.1", display: host };
+  }
+  if (host.startsWith("http://")) return { baseUrl: host.replace(/\/+$/, ""), display: host };
+  if (host.startsWith("https://")) throw new CleanroomError("invalid_argument", `--host ${host}: https endpoints are not supported yet; use unix:// or http://127.0.0.1`);
+  throw new CleanroomError("invalid_argument", `--host ${host}: expected unix:///path or http://host:port`);
+}
+
+/** Sends Connect unary and server-streaming calls; one keep-alive connection pool per transport. */
+export class JsonTransport {
+  readonly endpoint: Endpoint;
+  readonly #agent = new Agent({ keepAlive: true, maxSockets: 8 });
+
+  constructor(endpoint: Endpoint) {
+    this.endpoint = endpoint;
+  }
+
+  /** A typed client for `typeName` (e.g. "cleanroom.v1.SandboxService"). */
+  client<Service>(typeName: string, streaming: readonly StreamingMethodName<Service>[]): JsonClient<Service> {
+    const streamingNames = new Set<string>(streaming as readonly string[]);
+    return new Proxy({} as JsonClient<Service>, {
+      get: (_target, name) => {
+        if (typeof name !== "string") return undefined;
+        const path = `/${typeName}/${name[0]!.toUpperCase()}${name.slice(1)}`;
+        return streamingNames.has(name)
+          ? (req: unknown, opts?: CallOptions) => this.serverStream(path, req, opts)
+          : (req: unknown, opts?: CallOptions) => this.unary(path, req, opts);
+      },
+    });
+  }
+
+  async unary(path: string, message: unknown, opts: CallOptions = {}): Promise<unknown> {
+    const body = Buffer.from(JSON.stringify(message));
+    const res = await this.#send(path, body, "application/json", opts);
+    const text = (await readAll(res, MAX_MESSAGE_BYTES)).toString("utf8");
+    if (res.statusCode === 200) return text ? JSON.parse(text) : {};
+    const reason = res.headers[REASON_CODE_HEADER];
+    throw errorFrom(parseJson(text), typeof reason === "string" ? reason : undefined, res.statusCode);
+  }
+
+  async *serverStream(path: string, message: unknown, opts: CallOptions = {}): AsyncGenerator<unknown> {
+    const payload = Buffer.from(JSON.stringify(message));
+    const envelope = Buffer.allocUnsafe(5 + payload.byteLength);
+    envelope.writeUInt8(0, 0);
+    envelope.writeUInt32BE(payload.byteLength, 1);
+    payload.copy(envelope, 5);
+    const res = await this.#send(path, envelope, "application/connect+json", opts);
+    if (res.statusCode !== 200) {
+      const text = (await readAll(res, MAX_MESSAGE_BYTES)).toString("utf8");
+      throw errorFrom(parseJson(text), undefined, res.statusCode);
+    }
+    let pending: Buffer = Buffer.alloc(0);
+    let ended = false;
+    try {
+      for await (const chunk of res as AsyncIterable<Buffer>) {
+        pending = pending.byteLength ? Buffer.concat([pending, chunk]) : chunk;
+        while (pending.byteLength >= 5) {
+          const flags = pending.readUInt8(0);
+          const length = pending.readUInt32BE(1);
+          if (length > MAX_MESSAGE_BYTES) throw new CleanroomError("internal", `the daemon sent a ${length}-byte message; refusing it`);
+          if (pending.byteLength < 5 + length) break;
+          const data = pending.subarray(5, 5 + length).toString("utf8");
+          pending = pending.subarray(5 + length);
+          if (flags & END_STREAM_FLAG) {
+            ended = true;
+            const end = parseJson(data) as { error?: unknown; metadata?: Record<string, string[]> };
+            if (end.error) throw errorFrom(end.error, end.metadata?.[REASON_CODE_HEADER]?.[0], 200);
+            return;
+          }
+          yield JSON.parse(data);
+        }
+      }
+    } catch (err) {
+      if (opts.signal?.aborted) throw opts.signal.reason;
+      throw err;
+    } finally {
+      res.destroy();
+    }
+    if (!ended) throw new CleanroomError("agent_unavailable", `the daemon at ${this.endpoint.display} closed the stream before it ended`);
+  }
+
+  close(): void {
+    this.#agent.destroy();
+  }
+
+  #send(path: string, body: Buffer, contentType: string, opts: CallOptions): Promise<IncomingMessage> {
+    const url = new URL(path, this.endpoint.baseUrl);
+    return new Promise((resolve, reject) => {
+      const req = request(
+        url,
+        {
+          method: "POST",
+          agent: this.#agent,
+          ...(this.endpoint.socketPath ? { socketPath: this.endpoint.socketPath } : {}),
+          headers: { "content-type": contentType, "connect-protocol-version": "1", "content-length": body.byteLength },
+          ...(opts.signal ? { signal: opts.signal } : {}),
+        },
+        resolve,
+      );
+      req.on("error", (err: NodeJS.ErrnoException) => {
+        if (opts.signal?.aborted) return reject(opts.signal.reason);
+        if (err.code === "ENOENT" || err.code === "ECONNREFUSED") {
+          return reject(new CleanroomError("backend_unavailable", `cannot reach the cleanroom daemon at ${this.endpoint.display}; start it with \`cleanroom serve\` (as root) or point --host / CLEANROOM_HOST at it`, undefined, { cause: err }));
+        }
+        reject(new CleanroomError("internal", `request to the daemon at ${this.endpoint.display} failed: ${err.message}`, undefined, { cause: err }));
+      });
+      req.end(body);
+    });
+  }
+}
+
+async function readAll(res: IncomingMessage, limit: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of res as AsyncIterable<Buffer>) {
+    size += chunk.byteLength;
+    if (size > limit) throw new CleanroomError("internal", `the daemon's response exceeds ${limit} bytes`);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return { message: text.slice(0, 500) };
+  }
+}
+
+/** A Connect error body (`{code, message}`) as a CleanroomError carrying the daemon's reason code. */
+function errorFrom(body: unknown, reason: string | undefined, status: number | undefined): CleanroomError {
+  const error = (body ?? {}) as { code?: string; message?: string };
+  const message = error.message || `the daemon answered HTTP ${status}${error.code ? ` (${error.code})` : ""}`;
+  return new CleanroomError((reason as ReasonCode | undefined) ?? "internal", message, { connect_code: error.code ?? "" });
+}
