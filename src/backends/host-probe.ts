@@ -2,7 +2,7 @@ import { spawn } from "node:child_process";
 import { constants } from "node:fs";
 import { open } from "node:fs/promises";
 import type { BackendProbe, LinuxBackendOptions, ProbeCheck } from "./types.ts";
-import { runCommand } from "./run-command.ts";
+import { tryCommand } from "../host-command/index.ts";
 import { linuxCapabilities } from "./linux/backend.ts";
 import { probeLinux } from "./linux/probe.ts";
 
@@ -28,7 +28,7 @@ export async function probeHost(opts: LinuxBackendOptions): Promise<{ checks: Pr
 }
 
 async function versionCheck(name: string, file: string, args: string[], fix: string): Promise<ProbeCheck> {
-  const r = await runCommand(file, args, { timeoutMs: 5_000 });
+  const r = await tryCommand(file, args, { timeoutMs: 5_000 });
   if (r.code === 0) return { name, ok: true, detail: (r.stdout || r.stderr).split("\n")[0]?.trim() ?? "" };
   const why = r.error?.startsWith("ENOENT") ? `${file} not found` : (r.stderr.trim() || r.error || `exit ${r.code}`);
   return { name, ok: false, detail: `${why} (${fix})` };

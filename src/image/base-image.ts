@@ -11,7 +11,7 @@ import { hostPlatform, MEDIA, parseImageConfig, parseManifest } from "./manifest
 import { mountsUnder, removeTreeSafely } from "./mounts.ts";
 import { packRootfsLayer } from "./oci-pack.ts";
 import type { Pin } from "./ref-index.ts";
-import { runCommand } from "./run-command.ts";
+import { runCommand } from "../host-command/index.ts";
 import type { StoreLayout } from "./store-layout.ts";
 
 export interface BaseImageOptions {

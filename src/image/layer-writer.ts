@@ -1,6 +1,6 @@
 import { chmodSync, closeSync, constants, fchmodSync, fchownSync, futimesSync, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, rmSync, symlinkSync, unlinkSync, writeSync } from "node:fs";
 import { toHostId, type IdRange } from "../config/index.ts";
-import { runCommand } from "./run-command.ts";
+import { runCommand } from "../host-command/index.ts";
 import { baseOf, ConfinedTree, normalizeEntryPath, parentOf, UnsafePathError } from "./safe-path.ts";
 
 /** What the writer needs from a tar entry (copied out of node-tar's ReadEntry). */

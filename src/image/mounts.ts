@@ -1,5 +1,5 @@
 import { readFile, rm } from "node:fs/promises";
-import { runCommand } from "./run-command.ts";
+import { runCommand } from "../host-command/index.ts";
 
 /** Mount points at or under `dir`, deepest first (from /proc/self/mountinfo, octal escapes decoded). */
 export async function mountsUnder(dir: string): Promise<string[]> {

@@ -4,7 +4,7 @@ import { createWriteStream } from "node:fs";
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createGzip } from "node:zlib";
-import { CommandError } from "./run-command.ts";
+import { CommandError } from "../host-command/index.ts";
 
 export interface PackedLayer {
   /** sha256 of the gzip blob */

@@ -1,6 +1,6 @@
 import { readFile } from "node:fs/promises";
 import { dirname, relative, sep } from "node:path";
-import { describeFailure, runCommand } from "../run-command.ts";
+import { describeFailure, tryCommand } from "../../host-command/index.ts";
 
 /** mount(2) copies at most one page of options, NUL included. */
 const maxMountDataBytes = 4095;
@@ -47,15 +47,15 @@ function commonParent(paths: readonly string[]): string {
 /** Mounts the planned overlay at `target` as host root (one `mount` process: Node has no mount(2)). */
 export async function mountOverlay(plan: OverlayMountPlan, target: string): Promise<void> {
   const args = ["-n", "-t", "overlay", "overlay", "-o", plan.options, target];
-  const r = await runCommand("mount", args, { timeoutMs: 10_000, ...(plan.cwd ? { cwd: plan.cwd } : {}) });
+  const r = await tryCommand("mount", args, { timeoutMs: 10_000, ...(plan.cwd ? { cwd: plan.cwd } : {}) });
   if (r.code !== 0) throw new Error(describeFailure("mount", args, r));
 }
 
 /** Unmounts `target`; when busy, detaches it lazily (the kernel frees it once the last user is gone). */
 export async function unmount(target: string): Promise<void> {
-  const r = await runCommand("umount", ["-n", target], { timeoutMs: 10_000 });
+  const r = await tryCommand("umount", ["-n", target], { timeoutMs: 10_000 });
   if (r.code === 0) return;
-  const lazy = await runCommand("umount", ["-n", "-l", target], { timeoutMs: 10_000 });
+  const lazy = await tryCommand("umount", ["-n", "-l", target], { timeoutMs: 10_000 });
   if (lazy.code !== 0 && (await isMountPoint(target))) throw new Error(describeFailure("umount", ["-l", target], lazy));
 }
 

@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { BackendProbe, CapabilityMap, LinuxBackendOptions, ProbeCheck } from "../types.ts";
-import { runCommand } from "../run-command.ts";
+import { tryCommand } from "../../host-command/index.ts";
 import { readCgroupLayout } from "./cgroups.ts";
 import { agentBinaryProblem, untraversableAncestors } from "./host-access.ts";
 import { sandboxesDir } from "./sandbox-layout.ts";
@@ -21,7 +21,7 @@ export async function probeLinux(opts: Pick<LinuxBackendOptions, "stateDir" | "a
 }
 
 async function checkRunc(): Promise<ProbeCheck> {
-  const r = await runCommand("runc", ["--version"], { timeoutMs: 5_000 });
+  const r = await tryCommand("runc", ["--version"], { timeoutMs: 5_000 });
   const version = r.stdout.split("\n")[0]?.trim() ?? "";
   if (r.code !== 0) return { name: "runc", ok: false, detail: `runc not usable: ${r.error ?? r.stderr.trim()} (apt-get install runc)` };
   const m = /runc version (\d+)\.(\d+)/.exec(version);
@@ -30,7 +30,7 @@ async function checkRunc(): Promise<ProbeCheck> {
 }
 
 async function checkRuncSeccomp(): Promise<ProbeCheck> {
-  const r = await runCommand("runc", ["features"], { timeoutMs: 5_000 });
+  const r = await tryCommand("runc", ["features"], { timeoutMs: 5_000 });
   if (r.code === 0) {
     try {
       const f = JSON.parse(r.stdout) as { linux?: { seccomp?: { enabled?: boolean } }; annotations?: Record<string, string> };
@@ -41,7 +41,7 @@ async function checkRuncSeccomp(): Promise<ProbeCheck> {
       // fall through to --version
     }
   }
-  const v = await runCommand("runc", ["--version"], { timeoutMs: 5_000 });
+  const v = await tryCommand("runc", ["--version"], { timeoutMs: 5_000 });
   const lib = /libseccomp: (\S+)/.exec(v.stdout)?.[1];
   return { name: "seccomp", ok: lib !== undefined, detail: lib ? `runc built with libseccomp ${lib}` : "runc reports no libseccomp" };
 }
@@ -50,7 +50,7 @@ async function checkRuncSeccomp(): Promise<ProbeCheck> {
 async function checkUserNamespaces(): Promise<ProbeCheck> {
   const max = Number((await readFile("/proc/sys/user/max_user_namespaces", "utf8").catch(() => "")).trim());
   if (max === 0) return { name: "user_namespaces", ok: false, detail: "user.max_user_namespaces is 0: set it above 0" };
-  const r = await runCommand("unshare", ["--user", "--map-root-user", "true"], { timeoutMs: 5_000 });
+  const r = await tryCommand("unshare", ["--user", "--map-root-user", "true"], { timeoutMs: 5_000 });
   if (r.code === 0) return { name: "user_namespaces", ok: true, detail: `creatable (max ${Number.isFinite(max) ? max : "?"})` };
   if (r.error?.startsWith("ENOENT")) return { name: "user_namespaces", ok: max > 0, detail: `max_user_namespaces ${max} (unshare(1) missing, not tried)` };
   return { name: "user_namespaces", ok: false, detail: `cannot create a user namespace: ${r.stderr.trim() || r.error}` };

@@ -1,7 +1,7 @@
 import { spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { describeFailure, runCommand, type CommandResult } from "../run-command.ts";
+import { describeFailure, tryCommand, type CommandResult } from "../../host-command/index.ts";
 
 /** runc invoked with Cleanroom's own state root, so `runc list` elsewhere never sees our sandboxes. */
 export interface Runc {
@@ -91,11 +91,11 @@ export function runDetached(runc: Runc, id: string, bundleDir: string, logFd: nu
 /** `runc delete --force`; "does not exist" counts as success (idempotent destroy). */
 export async function deleteContainer(runc: Runc, id: string): Promise<void> {
   const args = ["--root", runc.root, "delete", "--force", id];
-  const r = await runCommand(runc.binary, args, { timeoutMs: 30_000 });
+  const r = await tryCommand(runc.binary, args, { timeoutMs: 30_000 });
   if (r.code === 0 || /does not exist/.test(r.stderr)) return;
   throw new Error(describeFailure("runc", args, r));
 }
 
 export function runcVersion(binary: string): Promise<CommandResult> {
-  return runCommand(binary, ["--version"], { timeoutMs: 5_000 });
+  return tryCommand(binary, ["--version"], { timeoutMs: 5_000 });
 }

@@ -5,6 +5,7 @@ export interface RunOptions {
   /** stdout/stderr beyond this are dropped (the tail of stderr is kept for errors) */
   maxOutputBytes?: number;
   cwd?: string;
+  /** default: only PATH and LC_ALL=C, so no daemon secret reaches a host tool by accident */
   env?: NodeJS.ProcessEnv;
   /** called with each complete stderr/stdout line, e.g. to report progress */
   onLine?: (line: string) => void;
@@ -14,6 +15,15 @@ export interface RunResult {
   stdout: string;
   stderr: string;
 }
+
+export interface CommandResult extends RunResult {
+  /** exit code; null when it never started or was killed */
+  code: number | null;
+  /** why it did not exit normally: could not start (ENOENT…), timed out, killed */
+  error?: string;
+}
+
+const MINIMAL_ENV: NodeJS.ProcessEnv = { PATH: process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin", LC_ALL: "C" };
 
 /** Error of a failed command, carrying its full (bounded) stderr. */
 export class CommandError extends Error {
@@ -28,10 +38,24 @@ export class CommandError extends Error {
 }
 
 /** Runs `cmd args` (never through a shell) with a timeout and bounded output; rejects with CommandError on failure. */
-export function runCommand(cmd: string, args: string[], opts: RunOptions): Promise<RunResult> {
+export async function runCommand(cmd: string, args: readonly string[], opts: RunOptions): Promise<RunResult> {
+  const result = await tryCommand(cmd, args, opts);
+  if (result.code === 0) return { stdout: result.stdout, stderr: result.stderr };
+  throw new CommandError(describeFailure(cmd, args, result), result.stderr, result.code);
+}
+
+/** One line describing a failed command, with its (bounded) stderr, for error messages. */
+export function describeFailure(cmd: string, args: readonly string[], result: CommandResult): string {
+  const status = result.error ?? `exited with ${result.code ?? "?"}`;
+  const stderr = result.stderr.trim();
+  return `${cmd} ${args.join(" ")} ${status}${stderr ? `: ${stderr}` : ""}`;
+}
+
+/** Like runCommand, but never rejects: the caller decides what a failure means. */
+export function tryCommand(cmd: string, args: readonly string[], opts: RunOptions): Promise<CommandResult> {
   const max = opts.maxOutputBytes ?? 1 << 20;
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ["ignore", "pipe", "pipe"] });
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env ?? MINIMAL_ENV, stdio: ["ignore", "pipe", "pipe"] });
     const out = new BoundedText(max, false);
     const err = new BoundedText(max, true);
     const lines = opts.onLine ? new LineSplitter(opts.onLine) : undefined;
@@ -39,17 +63,16 @@ export function runCommand(cmd: string, args: string[], opts: RunOptions): Promi
     child.stderr.on("data", (c: Buffer) => { err.push(c); lines?.push(c); });
     let timedOut = false;
     const timer = setTimeout(() => { timedOut = true; child.kill("SIGKILL"); }, opts.timeoutMs);
-    child.on("error", (e) => {
-      clearTimeout(timer);
-      reject(new CommandError(`${cmd}: ${e.message}`, err.text(), null));
+    let startError: string | undefined;
+    child.on("error", (e: NodeJS.ErrnoException) => {
+      startError = `${e.code ?? "error"}: ${e.message}`;
     });
     child.on("close", (code, signal) => {
       clearTimeout(timer);
       lines?.flush();
-      const stderr = err.text();
-      if (code === 0) return resolve({ stdout: out.text(), stderr });
-      const why = timedOut ? `timed out after ${opts.timeoutMs} ms` : signal ? `killed by ${signal}` : `exited with ${code}`;
-      reject(new CommandError(`${cmd} ${args.join(" ")} ${why}: ${stderr.trim()}`, stderr, code));
+      const result: CommandResult = { code: startError ? null : code, stdout: out.text(), stderr: err.text() };
+      const why = startError ?? (timedOut ? `timed out after ${opts.timeoutMs} ms` : signal ? `killed by ${signal}` : undefined);
+      resolve(why ? { ...result, error: why } : result);
     });
   });
 }
