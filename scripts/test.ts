@@ -13,7 +13,7 @@ const files = only.length ? only : globSync("test/**/*.test.ts", { cwd: root }).
   const e2e = (f: string) => (f.startsWith("test/e2e/") ? 1 : 0);
   return e2e(a) - e2e(b) || a.localeCompare(b);
 });
-const result = spawnSync(process.execPath, ["--test", "--test-concurrency=1", "--test-timeout=600000", ...files], {
+const result = spawnSync(process.execPath, ["--test", "--test-concurrency=1", "--test-timeout=300000", ...files], {
   cwd: root,
   stdio: "inherit",
 });

@@ -23,6 +23,8 @@ export interface SandboxRecord {
   policyHash: string;
   dangerouslyAllowAll: boolean;
   labels: Record<string, string>;
+  /** a warm-pool spare: not yet handed to anyone, hidden from the API */
+  pooled?: boolean;
 }
 
 export interface ExecutionRecord {

@@ -10,6 +10,7 @@ import { ExecutionRunner, type ExecutionInput, type ExecutionStreamItem } from "
 import { newSandboxId, SANDBOX_ID_PATTERN } from "./ids.ts";
 import { LIVE_SANDBOX_STATUSES, type ExecutionRecord, type SandboxEventRecord, type SandboxRecord, type SandboxResources, type SandboxStatus } from "./records.ts";
 import { StateStore } from "./store.ts";
+import { WarmPool } from "./warm-pool.ts";
 
 export interface SupervisorOptions {
   stateDir: string;
@@ -17,6 +18,8 @@ export interface SupervisorOptions {
   backends: Partial<Record<BackendName, Backend>>;
   defaultBackend: BackendName;
   defaultResources: SandboxResources;
+  /** spare sandboxes of the default shape kept ready (0 disables the pool) */
+  warmPoolSize: number;
   logger: Logger;
 }
 
@@ -48,12 +51,14 @@ export class SandboxSupervisor {
   readonly #runner: ExecutionRunner;
   readonly #agents = new Map<string, Promise<AgentClient>>();
   readonly #log: Logger;
+  readonly #pool: WarmPool;
 
   private constructor(opts: SupervisorOptions, store: StateStore) {
     this.#opts = opts;
     this.#store = store;
     this.#log = opts.logger;
     this.#events = new SandboxEventLog(store);
+    this.#pool = new WarmPool({ size: opts.warmPoolSize, launch: () => this.#launchNew({}, true), logger: opts.logger });
     this.#runner = new ExecutionRunner({
       store,
       outputDir: join(opts.stateDir, "executions"),
@@ -68,7 +73,13 @@ export class SandboxSupervisor {
     await mkdir(join(opts.stateDir, "executions"), { recursive: true, mode: 0o700 });
     const supervisor = new SandboxSupervisor(opts, new StateStore(join(opts.stateDir, "cleanroom.db")));
     await supervisor.#reconcile();
+    supervisor.fillWarmPool();
     return supervisor;
+  }
+
+  /** Starts spare sandboxes in the background (e.g. once the default image exists). */
+  fillWarmPool(): void {
+    this.#pool.fill();
   }
 
   get executions(): ExecutionRunner {
@@ -76,6 +87,19 @@ export class SandboxSupervisor {
   }
 
   async createSandbox(input: CreateSandboxInput, onProgress: (p: CreateProgress) => void = () => {}): Promise<SandboxRecord> {
+    const spare = this.#isDefaultShape(input) ? await this.#claimSpare(input) : undefined;
+    if (spare) {
+      onProgress({ phase: "ready", message: "ready (warm)" });
+      return spare;
+    }
+    try {
+      return await this.#launchNew(input, false, onProgress);
+    } finally {
+      this.#pool.fill();
+    }
+  }
+
+  async #launchNew(input: CreateSandboxInput, pooled: boolean, onProgress: (p: CreateProgress) => void = () => {}): Promise<SandboxRecord> {
     const backend = this.#backend(input.backend);
     const resources = this.#resources(input.resources);
     const imageRef = input.imageRef || DEFAULT_BASE_IMAGE_REF;
@@ -93,6 +117,7 @@ export class SandboxSupervisor {
       policyHash: "",
       dangerouslyAllowAll: input.dangerouslyAllowAll ?? false,
       labels: input.labels ?? {},
+      ...(pooled ? { pooled } : {}),
     };
     // recorded before any host resource exists, so reconcile can always find what a crash left behind
     this.#store.putSandbox(record);
@@ -131,12 +156,12 @@ export class SandboxSupervisor {
 
   getSandbox(id: string): SandboxRecord {
     const record = SANDBOX_ID_PATTERN.test(id) ? this.#store.getSandbox(id) : undefined;
-    if (!record) throw new CleanroomError("not_found", `no sandbox with id "${id}"; list them with \`cleanroom sandbox ls\``);
+    if (!record || record.pooled) throw new CleanroomError("not_found", `no sandbox with id "${id}"; list them with \`cleanroom sandbox ls\``);
     return record;
   }
 
   listSandboxes(all: boolean): SandboxRecord[] {
-    return this.#store.listSandboxes(all ? undefined : LIVE_SANDBOX_STATUSES);
+    return this.#store.listSandboxes(all ? undefined : LIVE_SANDBOX_STATUSES).filter((record) => !record.pooled);
   }
 
   recentEvents(id: string): SandboxEventRecord[] {
@@ -171,8 +196,11 @@ export class SandboxSupervisor {
     return this.#runner.stream(executionId, follow, signal);
   }
 
-  /** Daemon shutdown: closes agent connections; sandboxes keep running and are picked up on the next start. */
+  /** Daemon shutdown: spares are removed; other sandboxes keep running and are picked up on the next start. */
   async close(): Promise<void> {
+    for (const spare of await this.#pool.drain()) {
+      await this.#teardown(spare, "STOPPED", "warm-pool spare removed at shutdown").catch(() => undefined);
+    }
     await this.#runner.abandonAll("the daemon shut down while the execution was running");
     for (const agent of this.#agents.values()) agent.then((a) => a.close(), () => undefined);
     this.#agents.clear();
@@ -230,6 +258,36 @@ export class SandboxSupervisor {
     this.#events.record(record.id, "status", `${status}${reason ? `: ${reason}` : ""}`, { attributes: { status } });
   }
 
+  /** Requests a spare can serve: default image, backend and resources, restricted egress. */
+  #isDefaultShape(input: CreateSandboxInput): boolean {
+    const resources = this.#resources(input.resources);
+    const base = this.#opts.defaultResources;
+    return (
+      (!input.imageRef || input.imageRef === DEFAULT_BASE_IMAGE_REF) &&
+      (!input.backend || input.backend === this.#opts.defaultBackend) &&
+      !input.dangerouslyAllowAll &&
+      resources.vcpus === base.vcpus && resources.memoryMiB === base.memoryMiB && resources.pidsLimit === base.pidsLimit
+    );
+  }
+
+  /** Hands a live spare to the caller as a new sandbox; spares that died meanwhile are removed. */
+  async #claimSpare(input: CreateSandboxInput): Promise<SandboxRecord | undefined> {
+    for (let spare = this.#pool.take(); spare; spare = this.#pool.take()) {
+      if ((await this.#backendOf(spare).state(spare.id)) !== "running") {
+        await this.#teardown(spare, "STOPPED", "warm-pool spare died before use").catch(() => undefined);
+        continue;
+      }
+      const now = new Date().toISOString();
+      delete spare.pooled;
+      spare.createdAt = now;
+      spare.labels = input.labels ?? {};
+      this.#setStatus(spare, "READY", "");
+      this.#pool.fill();
+      return spare;
+    }
+    return undefined;
+  }
+
   #backend(name: string | undefined): Backend {
     const wanted = (name || this.#opts.defaultBackend) as BackendName;
     const backend = this.#opts.backends[wanted];
@@ -280,7 +338,9 @@ export class SandboxSupervisor {
     if (record.status === "READY" && (await backend.state(record.id)) === "running") {
       try {
         await this.#agentFor(record);
-        this.#log.info({ sandbox_id: record.id }, "sandbox survived the restart");
+        this.#log.info({ sandbox_id: record.id, pooled: Boolean(record.pooled) }, "sandbox survived the restart");
+        if (!record.pooled || this.#pool.adopt(record)) return;
+        await this.#teardown(record, "STOPPED", "surplus warm-pool spare");
         return;
       } catch (err) {
         this.#agents.delete(record.id);

@@ -19,6 +19,8 @@ export interface DaemonOptions {
   /** `unix:///path` or `http://127.0.0.1:port`; default: the root socket */
   listen?: string;
   paths?: HostPaths;
+  /** spare sandboxes kept ready for `exec` in a new sandbox (default 1; 0 disables) */
+  warmPoolSize?: number;
   logger: Logger;
 }
 
@@ -42,6 +44,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     backends: { linux: createLinuxBackend(backendOptions) },
     defaultBackend,
     defaultResources: { vcpus: Math.max(1, Math.min(2, cpus().length)), memoryMiB: 2048, pidsLimit: 1024 },
+    warmPoolSize: opts.warmPoolSize ?? 1,
     logger: log,
   });
   const context: DaemonContext = { supervisor, images, defaultBackend, backendOptions, version, agentProtocolVersion: AGENT_PROTOCOL_VERSION };

@@ -139,6 +139,7 @@ export function registerRoutes(router: ConnectRouter, daemon: DaemonContext): vo
         const image = await images.buildBaseImage({ onProgress });
         onProgress({ phase: "unpacking", message: "unpacking layers" });
         await images.layerDirs(image);
+        supervisor.fillWarmPool();
         return image;
       });
     },

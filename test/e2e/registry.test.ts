@@ -8,12 +8,13 @@ import { suiteCleanup } from "../fixtures/cleanup.ts";
 import { startTestDaemon, type TestDaemon } from "../fixtures/daemon.ts";
 import { startRegistry, type TestRegistry } from "../fixtures/registry.ts";
 import { tarOf, writeOciLayout, type TarSpec } from "../image/helpers/oci-layout.ts";
-import { skopeoPush } from "../image/helpers/env.ts";
+import { run, skopeoPush } from "../image/helpers/env.ts";
 
 const suite = suiteCleanup();
 let daemon: TestDaemon;
 let registry: TestRegistry;
 let digest: string;
+let layout: string;
 
 /** A tiny image: busybox-static and its applet links. */
 function busyboxLayer(): Buffer {
@@ -27,7 +28,7 @@ function busyboxLayer(): Buffer {
 before(async () => {
   daemon = await startTestDaemon(suite, { privateImages: true });
   registry = await startRegistry(suite);
-  const layout = await mkdtemp(join(tmpdir(), "cleanroom-layout-"));
+  layout = await mkdtemp(join(tmpdir(), "cleanroom-layout-"));
   suite.after(() => rm(layout, { recursive: true, force: true }));
   const built = await writeOciLayout(layout, "1", { layers: [busyboxLayer()], env: ["PATH=/bin"] });
   digest = built.manifestDigest;
@@ -58,4 +59,18 @@ test("a missing image fails with a reason code and no sandbox is left", async ()
   assert.match(result.stderr, /\[(image_not_found|registry_error)\]/);
   const live = JSON.parse((await daemon.cli(["sandbox", "ls", "--json"])).stdout) as unknown[];
   assert.deepEqual(live, []);
+});
+
+test("an image imported from an OCI archive runs without any registry", async () => {
+  const archive = join(layout, "busybox.tar");
+  await run("skopeo", ["copy", "--quiet", `oci:${layout}:1`, `oci-archive:${archive}:imported/busybox:2`]);
+  const imported = await daemon.cli(["image", "import", "imported/busybox:2", archive]);
+  assert.equal(imported.code, 0, imported.stderr);
+  assert.match(imported.stdout, /busybox:2@sha256:[0-9a-f]{64}/);
+  const result = await daemon.cli(["exec", "--image", "imported/busybox:2", "--", "echo", "imported"]);
+  assert.equal(result.stdout, "imported\n", result.stderr);
+  const removed = await daemon.cli(["image", "rm", "imported/busybox:2"]);
+  assert.equal(removed.code, 0, removed.stderr);
+  const listed = JSON.parse((await daemon.cli(["image", "ls", "--json"])).stdout) as { ref: string }[];
+  assert.ok(!listed.some((image) => image.ref.includes("imported/busybox")), JSON.stringify(listed));
 });

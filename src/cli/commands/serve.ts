@@ -2,13 +2,23 @@ import { createLogger } from "../../observability/index.ts";
 import { startDaemon } from "../../server/index.ts";
 
 /** `cleanroom serve`: runs the daemon until SIGTERM/SIGINT. Sandboxes outlive it and are reconciled on the next start. */
-export async function serve(flags: { listen?: string; logLevel?: string }): Promise<number> {
+export async function serve(flags: { listen?: string; logLevel?: string; warmPool?: string }): Promise<number> {
   if (process.getuid?.() !== 0) {
     process.stderr.write("cleanroom serve: the daemon needs root (namespaces, mounts, cgroups, nftables); run it with sudo\n");
     return 1;
   }
   const logger = createLogger(flags.logLevel ?? process.env.CLEANROOM_LOG_LEVEL ?? "info");
-  const daemon = await startDaemon({ ...(flags.listen ? { listen: flags.listen } : {}), logger });
+  const warmPool = flags.warmPool ?? process.env.CLEANROOM_WARM_POOL;
+  const warmPoolSize = warmPool === undefined ? undefined : Number(warmPool);
+  if (warmPoolSize !== undefined && (!Number.isInteger(warmPoolSize) || warmPoolSize < 0 || warmPoolSize > 16)) {
+    process.stderr.write(`cleanroom serve: --warm-pool ${warmPool}: expected a whole number from 0 to 16\n`);
+    return 2;
+  }
+  const daemon = await startDaemon({
+    ...(flags.listen ? { listen: flags.listen } : {}),
+    ...(warmPoolSize !== undefined ? { warmPoolSize } : {}),
+    logger,
+  });
   process.stderr.write(`cleanroom daemon listening on ${daemon.url}\n`);
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
