@@ -1,4 +1,6 @@
+import { existsSync } from "node:fs";
 import { Command, Option } from "commander";
+import { loadRuntimeConfig, runtimeConfigPath } from "../config/index.ts";
 import { CleanroomError } from "../errors/index.ts";
 import { reportError } from "./output.ts";
 
@@ -20,8 +22,10 @@ function action<A extends unknown[]>(run: (...args: A) => Promise<number>, failu
   };
 }
 
-function withHost<T extends object>(command: Command, flags: T): T & GlobalFlags {
-  const host = command.optsWithGlobals().host as string | undefined;
+/** Endpoint order: --host, CLEANROOM_HOST (both via commander), config `control_host`, default socket (SDK). */
+async function withHost<T extends object>(command: Command, flags: T): Promise<T & GlobalFlags> {
+  let host = command.optsWithGlobals().host as string | undefined;
+  if (!host && existsSync(runtimeConfigPath())) host = (await loadRuntimeConfig()).control_host;
   return { ...flags, ...(host ? { host } : {}) };
 }
 
@@ -62,7 +66,7 @@ export function buildProgram(): Command {
       const argv = args.length ? args : console ? ["/bin/sh"] : [];
       if (!argv.length) throw new CleanroomError("invalid_argument", "no command given; put it after `--`, e.g. `cleanroom exec -- echo hello`");
       const inId = (flags.in ?? flags.sandboxId) as string | undefined;
-      return runExec(argv, withHost(command, { ...flags, ...(inId ? { in: inId } : {}) }), { console });
+      return runExec(argv, await withHost(command, { ...flags, ...(inId ? { in: inId } : {}) }), { console });
     }, 125);
 
   execOptions(program.command("exec").description("run a command in a sandbox and return its exit code").argument("[command...]"))
@@ -78,41 +82,48 @@ export function buildProgram(): Command {
       .option("--launch-seconds <n>", "how long the sandbox may take to start")
       .option("--dangerously-allow-all", "do not restrict network egress")
       .option("--json", "print the sandbox as JSON")
-      .action(action(async (flags: Record<string, unknown>, command: Command) => (await import("./commands/sandbox.ts")).createSandbox(withHost(command, flags))));
+      .action(action(async (flags: Record<string, unknown>, command: Command) => (await import("./commands/sandbox.ts")).createSandbox(await withHost(command, flags))));
   createCommand(program.command("create").description("create a sandbox and print its id"));
 
   const sandbox = program.command("sandbox").description("manage sandboxes");
   createCommand(sandbox.command("create").description("create a sandbox and print its id"));
   sandbox.command("ls").alias("list").description("list sandboxes").option("--all", "include stopped and failed").option("--json", "JSON output")
-    .action(action(async (flags: Record<string, unknown>, command: Command) => (await import("./commands/sandbox.ts")).listSandboxes(withHost(command, flags))));
+    .action(action(async (flags: Record<string, unknown>, command: Command) => (await import("./commands/sandbox.ts")).listSandboxes(await withHost(command, flags))));
   sandbox.command("inspect").argument("<sandbox-id>").description("show a sandbox and its recent events").option("--json", "JSON output")
-    .action(action(async (id: string, flags: Record<string, unknown>, command: Command) => (await import("./commands/sandbox.ts")).inspectSandbox(id, withHost(command, flags))));
+    .action(action(async (id: string, flags: Record<string, unknown>, command: Command) => (await import("./commands/sandbox.ts")).inspectSandbox(id, await withHost(command, flags))));
   sandbox.command("rm").alias("terminate").argument("<sandbox-id...>").description("terminate sandboxes and release their host resources")
-    .action(action(async (ids: string[], flags: Record<string, unknown>, command: Command) => (await import("./commands/sandbox.ts")).removeSandboxes(ids, withHost(command, flags))));
+    .action(action(async (ids: string[], flags: Record<string, unknown>, command: Command) => (await import("./commands/sandbox.ts")).removeSandboxes(ids, await withHost(command, flags))));
 
   const execution = program.command("execution").description("inspect executions");
   execution.command("ls").alias("list").option("--sandbox-id <id>", "only this sandbox's").option("--all", "include finished").option("--json", "JSON output")
-    .action(action(async (flags: Record<string, unknown>, command: Command) => (await import("./commands/execution.ts")).listExecutions(withHost(command, flags))));
+    .action(action(async (flags: Record<string, unknown>, command: Command) => (await import("./commands/execution.ts")).listExecutions(await withHost(command, flags))));
   execution.command("inspect").argument("<execution-id>").option("--json", "JSON output")
-    .action(action(async (id: string, flags: Record<string, unknown>, command: Command) => (await import("./commands/execution.ts")).inspectExecution(id, withHost(command, flags))));
+    .action(action(async (id: string, flags: Record<string, unknown>, command: Command) => (await import("./commands/execution.ts")).inspectExecution(id, await withHost(command, flags))));
 
   const image = program.command("image").description("manage the daemon's images");
   image.command("pull").argument("<ref>").option("--json", "JSON output")
-    .action(action(async (ref: string, flags: Record<string, unknown>, command: Command) => (await import("./commands/image.ts")).pullImage(ref, withHost(command, flags))));
+    .action(action(async (ref: string, flags: Record<string, unknown>, command: Command) => (await import("./commands/image.ts")).pullImage(ref, await withHost(command, flags))));
   image.command("import").argument("<ref>").argument("<tar>", "OCI image-layout tar on the daemon's host").option("--json", "JSON output")
-    .action(action(async (ref: string, tar: string, flags: Record<string, unknown>, command: Command) => (await import("./commands/image.ts")).importImage(ref, tar, withHost(command, flags))));
+    .action(action(async (ref: string, tar: string, flags: Record<string, unknown>, command: Command) => (await import("./commands/image.ts")).importImage(ref, tar, await withHost(command, flags))));
   image.command("ls").alias("list").option("--json", "JSON output")
-    .action(action(async (flags: Record<string, unknown>, command: Command) => (await import("./commands/image.ts")).listImages(withHost(command, flags))));
+    .action(action(async (flags: Record<string, unknown>, command: Command) => (await import("./commands/image.ts")).listImages(await withHost(command, flags))));
   image.command("rm").argument("<ref...>", "name:tag, name@sha256:… or sha256:…")
-    .action(action(async (refs: string[], flags: Record<string, unknown>, command: Command) => (await import("./commands/image.ts")).removeImages(refs, withHost(command, flags))));
+    .action(action(async (refs: string[], flags: Record<string, unknown>, command: Command) => (await import("./commands/image.ts")).removeImages(refs, await withHost(command, flags))));
 
   program.command("doctor").description("check the host and report which backends are usable").option("--backend <name>").option("--json", "JSON output")
-    .action(action(async (flags: Record<string, unknown>, command: Command) => (await import("./commands/host.ts")).doctor(withHost(command, flags))));
+    .action(action(async (flags: Record<string, unknown>, command: Command) => (await import("./commands/host.ts")).doctor(await withHost(command, flags))));
   const system = program.command("system").description("host-level maintenance");
   system.command("warmup").description("build the default base image and unpack it, so the first sandbox starts fast").option("--backend <name>").option("--json", "JSON output")
-    .action(action(async (flags: Record<string, unknown>, command: Command) => (await import("./commands/host.ts")).warmup(withHost(command, flags))));
+    .action(action(async (flags: Record<string, unknown>, command: Command) => (await import("./commands/host.ts")).warmup(await withHost(command, flags))));
   program.command("version").option("--json", "JSON output")
-    .action(action(async (flags: Record<string, unknown>, command: Command) => (await import("./commands/host.ts")).version(withHost(command, flags), CLIENT_VERSION)));
+    .action(action(async (flags: Record<string, unknown>, command: Command) => (await import("./commands/host.ts")).version(await withHost(command, flags), CLIENT_VERSION)));
+
+  const config = program.command("config").description("the runtime config file");
+  config.command("init").description("write a commented starter config").option("--path <file>", "default: $XDG_CONFIG_HOME/cleanroom/config.yaml")
+    .option("--force", "overwrite an existing file").option("--default-backend <name>", "linux, gvisor or qemu")
+    .action(action(async (flags: Record<string, unknown>) => (await import("./commands/config.ts")).initConfig(flags)));
+  config.command("validate").description("check the config file; prints its path").option("--path <file>").option("--json", "JSON output")
+    .action(action(async (flags: Record<string, unknown>) => (await import("./commands/config.ts")).validateConfig(flags)));
 
   program.command("serve").description("run the daemon (root)")
     .option("--listen <url>", "unix:///path or http://127.0.0.1:port (default unix:///var/run/cleanroom/cleanroom.sock)")

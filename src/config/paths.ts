@@ -1,3 +1,4 @@
+import { homedir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -35,4 +36,9 @@ export function hostPaths(env: NodeJS.ProcessEnv = process.env): HostPaths {
     socketPath: defaultSocketPath(env),
     agentPath: env.CLEANROOM_AGENT_PATH ?? join(packageRoot, "dist", "cleanroom-agent"),
   };
+}
+
+/** Where the runtime config lives: `$XDG_CONFIG_HOME/cleanroom/config.yaml`, else `~/.config/…`. */
+export function runtimeConfigPath(env: NodeJS.ProcessEnv = process.env): string {
+  return join(env.XDG_CONFIG_HOME || join(homedir(), ".config"), "cleanroom", "config.yaml");
 }

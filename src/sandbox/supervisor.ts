@@ -18,6 +18,8 @@ export interface SupervisorOptions {
   backends: Partial<Record<BackendName, Backend>>;
   defaultBackend: BackendName;
   defaultResources: SandboxResources;
+  /** how long a launch may take when the request does not say */
+  defaultLaunchSeconds: number;
   /** spare sandboxes of the default shape kept ready (0 disables the pool) */
   warmPoolSize: number;
   logger: Logger;
@@ -36,7 +38,6 @@ export type CreateProgress =
   | { phase: "resolve_image" | "provision" | "ready"; message: string }
   | { phase: "pull_image"; progress: ImageProgress };
 
-const DEFAULT_LAUNCH_SECONDS = 30;
 /** how long reconcile waits for a surviving sandbox's agent before declaring it dead */
 const RECONNECT_TIMEOUT_MS = 3000;
 
@@ -135,7 +136,7 @@ export class SandboxSupervisor {
         imageConfig: { env: image.config.env, workingDir: image.config.workingDir, user: image.config.user },
         resources,
       });
-      const launchMs = (input.launchSeconds || DEFAULT_LAUNCH_SECONDS) * 1000;
+      const launchMs = (input.launchSeconds || this.#opts.defaultLaunchSeconds) * 1000;
       const agent = connectAgent(launched.agentSocketPath, { timeoutMs: launchMs });
       this.#agents.set(record.id, agent);
       await agent;

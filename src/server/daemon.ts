@@ -6,7 +6,7 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Interceptor } from "@connectrpc/connect";
 import { AGENT_PROTOCOL_VERSION } from "../agent-protocol/index.ts";
 import { createLinuxBackend, type BackendName } from "../backends/index.ts";
-import { hostPaths, packageRoot, sandboxIdRange, type HostPaths } from "../config/index.ts";
+import { hostPaths, loadRuntimeConfig, packageRoot, sandboxIdRange, type HostPaths, type RuntimeConfig } from "../config/index.ts";
 import { ImageStore } from "../image/index.ts";
 import type { Logger } from "../observability/index.ts";
 import { SandboxSupervisor } from "../sandbox/index.ts";
@@ -19,8 +19,10 @@ export interface DaemonOptions {
   /** `unix:///path` or `http://127.0.0.1:port`; default: the root socket */
   listen?: string;
   paths?: HostPaths;
-  /** spare sandboxes kept ready for `exec` in a new sandbox (default 1; 0 disables) */
+  /** spare sandboxes kept ready for `exec` in a new sandbox (default: config, else 1; 0 disables) */
   warmPoolSize?: number;
+  /** default: read from runtimeConfigPath() */
+  config?: RuntimeConfig;
   logger: Logger;
 }
 
@@ -37,14 +39,21 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const log = opts.logger;
   const backendOptions = { stateDir: paths.stateDir, runDir: paths.runDir, agentPath: paths.agentPath, idRange: sandboxIdRange, logger: log };
   const images = new ImageStore({ root: paths.imageDir, idRange: sandboxIdRange, logger: log });
-  const defaultBackend: BackendName = "linux";
+  const config = opts.config ?? (await loadRuntimeConfig());
+  const defaultBackend: BackendName = config.default_backend ?? "linux";
+  const backendConfig = config.backends?.[defaultBackend] ?? {};
   const supervisor = await SandboxSupervisor.open({
     stateDir: paths.stateDir,
     images,
     backends: { linux: createLinuxBackend(backendOptions) },
     defaultBackend,
-    defaultResources: { vcpus: Math.max(1, Math.min(2, cpus().length)), memoryMiB: 2048, pidsLimit: 1024 },
-    warmPoolSize: opts.warmPoolSize ?? 1,
+    defaultResources: {
+      vcpus: backendConfig.vcpus ?? Math.max(1, Math.min(2, cpus().length)),
+      memoryMiB: backendConfig.memory_mib ?? 2048,
+      pidsLimit: backendConfig.pids_limit ?? 1024,
+    },
+    defaultLaunchSeconds: backendConfig.launch_seconds ?? 30,
+    warmPoolSize: opts.warmPoolSize ?? config.sandbox_lifecycle?.warm_pool_size ?? 1,
     logger: log,
   });
   const context: DaemonContext = { supervisor, images, defaultBackend, backendOptions, version, agentProtocolVersion: AGENT_PROTOCOL_VERSION };

@@ -1,0 +1,44 @@
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { loadRuntimeConfig, runtimeConfigPath } from "../../config/index.ts";
+import { CleanroomError } from "../../errors/index.ts";
+import { printJson } from "../output.ts";
+
+const BACKENDS = ["linux", "gvisor", "qemu"];
+
+function starterConfig(defaultBackend: string): string {
+  return `# Cleanroom runtime config. Unknown keys are errors.
+default_backend: ${defaultBackend}
+# control_host: unix:///var/run/cleanroom/cleanroom.sock
+backends:
+  ${defaultBackend}:
+    # resource defaults for new sandboxes; cleanroom.yaml's sandbox.resources can only raise them
+    vcpus: 2
+    memory_mib: 2048
+    pids_limit: 1024
+    launch_seconds: 30
+sandbox_lifecycle:
+  # spare sandboxes of the default shape kept ready, so a new sandbox starts without a launch
+  warm_pool_size: 1
+`;
+}
+
+export async function initConfig(flags: { path?: string; force?: boolean; defaultBackend?: string }): Promise<number> {
+  const path = resolve(flags.path ?? runtimeConfigPath());
+  const backend = flags.defaultBackend ?? "linux";
+  if (!BACKENDS.includes(backend)) throw new CleanroomError("invalid_argument", `--default-backend ${backend}: expected one of ${BACKENDS.join(", ")}`);
+  if (existsSync(path) && !flags.force) throw new CleanroomError("failed_precondition", `${path} already exists; pass --force to overwrite it`);
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, starterConfig(backend), { mode: 0o644 });
+  process.stdout.write(`${path}\n`);
+  return 0;
+}
+
+export async function validateConfig(flags: { path?: string; json?: boolean }): Promise<number> {
+  const path = resolve(flags.path ?? runtimeConfigPath());
+  if (!existsSync(path)) throw new CleanroomError("not_found", `${path} does not exist; create one with \`cleanroom config init\``);
+  const config = await loadRuntimeConfig(path);
+  if (flags.json) printJson({ path, valid: true, config });
+  else process.stdout.write(`${path}: valid\n`);
+  return 0;
+}

@@ -1,0 +1,42 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { loadRuntimeConfig } from "../../src/config/index.ts";
+
+function configFile(t: { after(fn: () => void): void }, text: string): string {
+  const dir = mkdtempSync(join(tmpdir(), "config-"));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, "config.yaml");
+  writeFileSync(path, text);
+  return path;
+}
+
+test("a valid config is read, and a missing one is empty", async (t) => {
+  const path = configFile(t, "default_backend: linux\nbackends:\n  linux:\n    vcpus: 1\n    memory_mib: 512\n");
+  assert.deepEqual(await loadRuntimeConfig(path), { default_backend: "linux", backends: { linux: { vcpus: 1, memory_mib: 512 } } });
+  assert.deepEqual(await loadRuntimeConfig(join(tmpdir(), "no-such-dir", "config.yaml")), {});
+});
+
+const broken: [name: string, text: string, message: RegExp][] = [
+  ["an unknown top-level key", "default_backend: linux\nauth_required: true\n", /config\.yaml:2:1: auth_required: unknown key "auth_required"/],
+  ["an unknown nested key", "backends:\n  linux:\n    cpus: 2\n", /config\.yaml:3:5: backends\.linux\.cpus: unknown key "cpus"/],
+  ["a string where a number belongs", "backends:\n  linux:\n    vcpus: two\n", /config\.yaml:3:12: backends\.linux\.vcpus: .*number/],
+  ["an unknown backend", "default_backend: docker\n", /config\.yaml:1:18: default_backend: .*"linux"/],
+  ["a non-integer memory size", "backends:\n  linux:\n    memory_mib: 1.5\n", /config\.yaml:3:17: backends\.linux\.memory_mib:/],
+  ["a control_host without a scheme", "control_host: localhost:7777\n", /config\.yaml:1:15: control_host: expected unix:\/\/\/path/],
+  ["a YAML syntax error", "backends:\n  linux: [1, 2\n", /config\.yaml:\d+:\d+: /],
+  ["a duplicate key", "default_backend: linux\ndefault_backend: qemu\n", /config\.yaml:2:1: .*[Uu]nique/],
+];
+
+for (const [name, text, message] of broken) {
+  test(`config with ${name} is refused with its position`, async (t) => {
+    const path = configFile(t, text);
+    await assert.rejects(loadRuntimeConfig(path), (err: Error & { code?: string }) => {
+      assert.equal(err.code, "invalid_argument");
+      assert.match(err.message, message);
+      return true;
+    });
+  });
+}
