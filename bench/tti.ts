@@ -9,6 +9,8 @@ import { startTestDaemon, ensureBaseImage, cliPath, repoRoot } from "../test/fix
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 15);
 const WARMUP = 2;
+/** pause between runs, as between a person's commands: lets the previous sandbox's teardown and the pool refill finish */
+const SETTLE_MS = Number(process.env.BENCH_SETTLE_MS ?? 400);
 const cleanups: (() => unknown)[] = [];
 
 interface Timing { firstOutputMs: number; totalMs: number }
@@ -34,9 +36,16 @@ function timeCommand(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promi
 }
 
 async function measure(name: string, run: (i: number) => Promise<Timing>): Promise<{ name: string; first: number; total: number }> {
-  for (let i = 0; i < WARMUP; i++) await run(-1 - i);
+  const settle = () => new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
+  for (let i = 0; i < WARMUP; i++) {
+    await run(-1 - i);
+    await settle();
+  }
   const timings: Timing[] = [];
-  for (let i = 0; i < RUNS; i++) timings.push(await run(i));
+  for (let i = 0; i < RUNS; i++) {
+    timings.push(await run(i));
+    await settle();
+  }
   const median = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   return { name, first: median(timings.map((t) => t.firstOutputMs)), total: median(timings.map((t) => t.totalMs)) };
 }

@@ -38,6 +38,8 @@ export type CreateProgress =
   | { phase: "resolve_image" | "provision" | "ready"; message: string }
   | { phase: "pull_image"; progress: ImageProgress };
 
+/** pause between handing out a spare and launching its replacement */
+const REFILL_DELAY_MS = 250;
 /** how long reconcile waits for a surviving sandbox's agent before declaring it dead */
 const RECONNECT_TIMEOUT_MS = 3000;
 
@@ -283,7 +285,8 @@ export class SandboxSupervisor {
       spare.createdAt = now;
       spare.labels = input.labels ?? {};
       this.#setStatus(spare, "READY", "");
-      this.#pool.fill();
+      // the replacement's mount and runc would compete with the caller's first command for the CPU
+      setTimeout(() => this.#pool.fill(), REFILL_DELAY_MS).unref();
       return spare;
     }
     return undefined;

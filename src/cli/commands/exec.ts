@@ -23,7 +23,9 @@ export const EXEC_FAILURE_EXIT = 125;
  * `exec` and `console`: run a command in a new sandbox (removed afterwards unless --keep) or in `--in <id>`,
  * stream its output, forward stdin, Ctrl-C and terminal size, and return the workload's exit code.
  */
-export async function runExec(command: string[], flags: ExecFlags, mode: { console: boolean }): Promise<number> {
+export async function runExec(args: string[], flags: ExecFlags, mode: { console: boolean }): Promise<number> {
+  const command = args.length ? args : mode.console ? ["/bin/sh"] : [];
+  if (!command.length) throw new CleanroomError("invalid_argument", "no command given; put it after `--`, e.g. `cleanroom exec -- echo hello`");
   const client = new Cleanroom({ ...(flags.host ? { host: flags.host } : {}) });
   const tty = mode.console || Boolean(flags.tty);
   const attachStdin = flags.stdin !== false;

@@ -1,0 +1,113 @@
+// The options of `exec` and `console`, defined once: the fast path parses them with node:util's parseArgs,
+// and the commander program (help, every other command) registers the same table.
+import { parseArgs } from "node:util";
+import type { ExecFlags } from "./commands/exec.ts";
+
+export interface ExecOptionSpec {
+  long: string;
+  short?: string;
+  /** placeholder of the value; absent for a boolean flag */
+  value?: string;
+  repeatable?: boolean;
+  /** `--tty` belongs to exec only: console always has a terminal */
+  execOnly?: boolean;
+  help: string;
+}
+
+export const EXEC_OPTIONS: readonly ExecOptionSpec[] = [
+  { long: "in", value: "sandbox-id", help: "run in an existing sandbox instead of a new one" },
+  { long: "sandbox-id", value: "sandbox-id", help: "alias of --in" },
+  { long: "image", value: "ref", help: "image for a new sandbox (default: the locally built base image)" },
+  { long: "backend", value: "name", help: "isolation backend for a new sandbox" },
+  { long: "keep", help: "keep a new sandbox after the command finishes" },
+  { long: "rm", help: "remove the sandbox after the command finishes, also with --in" },
+  { long: "env", short: "e", value: "KEY[=VAL]", repeatable: true, help: "set an environment variable (repeatable); KEY alone copies it from here" },
+  { long: "no-stdin", short: "n", help: "do not forward standard input" },
+  { long: "tty", execOnly: true, help: "allocate a terminal" },
+  { long: "print-sandbox-id", help: "print the sandbox id on stderr" },
+  { long: "launch-seconds", value: "n", help: "how long a new sandbox may take to start" },
+  { long: "dangerously-allow-all", help: "do not restrict the new sandbox's network egress" },
+];
+
+/** A command line the fast path can run without loading the full program. */
+export interface FastExec {
+  console: boolean;
+  host: string | undefined;
+  flags: ExecFlags;
+  command: string[];
+}
+
+/** A mistake in the command line: exits 2 like commander's usage errors. */
+export class UsageError extends Error {}
+
+/**
+ * Recognises `[--host URL] exec|console [options] [--] command…`. Returns undefined for anything else
+ * (other commands, --help), which the full commander program handles.
+ */
+export function matchFastExec(argv: readonly string[]): FastExec | undefined {
+  let i = 0;
+  let host: string | undefined;
+  if (argv[i] === "--host") {
+    host = argv[i + 1];
+    i += 2;
+  } else if (argv[i]?.startsWith("--host=")) {
+    host = argv[i]!.slice("--host=".length);
+    i += 1;
+  }
+  const name = argv[i];
+  if (name !== "exec" && name !== "console") return undefined;
+  const console = name === "console";
+  const rest = argv.slice(i + 1);
+  const { options, command } = splitAtCommand(rest, console);
+  if (options.some((arg) => arg === "-h" || arg === "--help")) return undefined;
+  const specs = EXEC_OPTIONS.filter((spec) => !(console && spec.execOnly));
+  let values: Record<string, string | boolean | (string | boolean)[] | undefined>;
+  try {
+    values = parseArgs({
+      args: options,
+      strict: true,
+      allowPositionals: false,
+      options: Object.fromEntries(specs.map((spec) => [
+        spec.long,
+        { type: spec.value ? "string" : "boolean", ...(spec.short ? { short: spec.short } : {}), ...(spec.repeatable ? { multiple: true } : {}) },
+      ])),
+    }).values as typeof values;
+  } catch (err) {
+    throw new UsageError(`${(err as Error).message.split("\n")[0]} (see \`cleanroom ${name} --help\`)`);
+  }
+  const text = (key: string) => values[key] as string | undefined;
+  const on = (key: string) => values[key] === true;
+  const inId = text("in") ?? text("sandbox-id");
+  const flags: ExecFlags = {
+    ...(host ? { host } : {}),
+    ...(inId ? { in: inId } : {}),
+    ...(text("image") ? { image: text("image")! } : {}),
+    ...(text("backend") ? { backend: text("backend")! } : {}),
+    ...(text("launch-seconds") ? { launchSeconds: text("launch-seconds")! } : {}),
+    env: (values.env as string[] | undefined) ?? [],
+    keep: on("keep"),
+    rm: on("rm"),
+    stdin: !on("no-stdin"),
+    tty: on("tty"),
+    printSandboxId: on("print-sandbox-id"),
+    dangerouslyAllowAll: on("dangerously-allow-all"),
+  };
+  return { console, host, flags, command };
+}
+
+/** Options end at `--` or at the first word that is not an option or an option's value. */
+function splitAtCommand(args: readonly string[], console: boolean): { options: string[]; command: string[] } {
+  const takesValue = new Set<string>();
+  for (const spec of EXEC_OPTIONS) {
+    if (!spec.value || (console && spec.execOnly)) continue;
+    takesValue.add(`--${spec.long}`);
+    if (spec.short) takesValue.add(`-${spec.short}`);
+  }
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (arg === "--") return { options: args.slice(0, i), command: args.slice(i + 1) };
+    if (!arg.startsWith("-") || arg === "-") return { options: args.slice(0, i), command: args.slice(i) };
+    if (takesValue.has(arg)) i++;
+  }
+  return { options: [...args], command: [] };
+}

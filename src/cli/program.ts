@@ -1,0 +1,125 @@
+import { Command, Option } from "commander";
+import { EXEC_OPTIONS } from "./exec-options.ts";
+import { resolveHost } from "./host.ts";
+import { reportError } from "./output.ts";
+
+const CLIENT_VERSION = "0.1.0";
+
+type GlobalFlags = { host?: string };
+
+/** Runs a command action, mapping every failure to a message and exit code at this one edge. */
+function action<A extends unknown[]>(run: (...args: A) => Promise<number>, failureExit = 1) {
+  return async (...args: A) => {
+    const command = args[args.length - 1] as Command;
+    const json = Boolean(command.opts().json);
+    try {
+      process.exitCode = await run(...args);
+    } catch (err) {
+      reportError(err, json);
+      process.exitCode = failureExit;
+    }
+  };
+}
+
+/** Adds the resolved daemon endpoint to a command's flags. */
+async function withHost<T extends object>(command: Command, flags: T): Promise<T & GlobalFlags> {
+  const host = await resolveHost(command.optsWithGlobals().host as string | undefined);
+  return { ...flags, ...(host ? { host } : {}) };
+}
+
+function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
+/** Registers the shared exec/console option table (see exec-options.ts) on a commander command. */
+function execOptions(command: Command, forConsole: boolean): Command {
+  for (const spec of EXEC_OPTIONS) {
+    if (forConsole && spec.execOnly) continue;
+    const flags = `${spec.short ? `-${spec.short}, ` : ""}--${spec.long}${spec.value ? ` <${spec.value}>` : ""}`;
+    if (spec.repeatable) command.option(flags, spec.help, collect, []);
+    else command.option(flags, spec.help);
+  }
+  return command.passThroughOptions();
+}
+
+export function buildProgram(): Command {
+  const program = new Command("cleanroom")
+    .description("Run untrusted code in isolated Linux sandboxes with deny-by-default egress")
+    .addOption(new Option("--host <url>", "daemon endpoint: unix:///path, http://host:port").env("CLEANROOM_HOST"))
+    .enablePositionalOptions()
+    .showHelpAfterError()
+    .configureOutput({ outputError: (str, write) => write(`cleanroom: ${str.replace(/^error: /, "")}`) });
+  program.exitOverride((err) => {
+    process.exit(err.exitCode === 0 ? 0 : 2);
+  });
+
+  // normally served by main.ts's fast path; here for --help and anything the fast path hands over
+  const execAction = (console: boolean) =>
+    action(async (args: string[], flags: Record<string, unknown>, command: Command) => {
+      const { runExec } = await import("./commands/exec.ts");
+      const inId = (flags.in ?? flags.sandboxId) as string | undefined;
+      return runExec(args, await withHost(command, { ...flags, ...(inId ? { in: inId } : {}) }), { console });
+    }, 125);
+
+  execOptions(program.command("exec").description("run a command in a sandbox and return its exit code").argument("[command...]"), false)
+    .action(execAction(false));
+  execOptions(program.command("console").description("interactive shell (always a terminal) in a sandbox").argument("[command...]"), true)
+    .action(execAction(true));
+
+  const createCommand = (cmd: Command) =>
+    cmd
+      .option("--image <ref>", "image (default: the locally built base image)")
+      .option("--backend <name>", "isolation backend")
+      .option("--launch-seconds <n>", "how long the sandbox may take to start")
+      .option("--dangerously-allow-all", "do not restrict network egress")
+      .option("--json", "print the sandbox as JSON")
+      .action(action(async (flags: Record<string, unknown>, command: Command) => (await import("./commands/sandbox.ts")).createSandbox(await withHost(command, flags))));
+  createCommand(program.command("create").description("create a sandbox and print its id"));
+
+  const sandbox = program.command("sandbox").description("manage sandboxes");
+  createCommand(sandbox.command("create").description("create a sandbox and print its id"));
+  sandbox.command("ls").alias("list").description("list sandboxes").option("--all", "include stopped and failed").option("--json", "JSON output")
+    .action(action(async (flags: Record<string, unknown>, command: Command) => (await import("./commands/sandbox.ts")).listSandboxes(await withHost(command, flags))));
+  sandbox.command("inspect").argument("<sandbox-id>").description("show a sandbox and its recent events").option("--json", "JSON output")
+    .action(action(async (id: string, flags: Record<string, unknown>, command: Command) => (await import("./commands/sandbox.ts")).inspectSandbox(id, await withHost(command, flags))));
+  sandbox.command("rm").alias("terminate").argument("<sandbox-id...>").description("terminate sandboxes and release their host resources")
+    .action(action(async (ids: string[], flags: Record<string, unknown>, command: Command) => (await import("./commands/sandbox.ts")).removeSandboxes(ids, await withHost(command, flags))));
+
+  const execution = program.command("execution").description("inspect executions");
+  execution.command("ls").alias("list").option("--sandbox-id <id>", "only this sandbox's").option("--all", "include finished").option("--json", "JSON output")
+    .action(action(async (flags: Record<string, unknown>, command: Command) => (await import("./commands/execution.ts")).listExecutions(await withHost(command, flags))));
+  execution.command("inspect").argument("<execution-id>").option("--json", "JSON output")
+    .action(action(async (id: string, flags: Record<string, unknown>, command: Command) => (await import("./commands/execution.ts")).inspectExecution(id, await withHost(command, flags))));
+
+  const image = program.command("image").description("manage the daemon's images");
+  image.command("pull").argument("<ref>").option("--json", "JSON output")
+    .action(action(async (ref: string, flags: Record<string, unknown>, command: Command) => (await import("./commands/image.ts")).pullImage(ref, await withHost(command, flags))));
+  image.command("import").argument("<ref>").argument("<tar>", "OCI image-layout tar on the daemon's host").option("--json", "JSON output")
+    .action(action(async (ref: string, tar: string, flags: Record<string, unknown>, command: Command) => (await import("./commands/image.ts")).importImage(ref, tar, await withHost(command, flags))));
+  image.command("ls").alias("list").option("--json", "JSON output")
+    .action(action(async (flags: Record<string, unknown>, command: Command) => (await import("./commands/image.ts")).listImages(await withHost(command, flags))));
+  image.command("rm").argument("<ref...>", "name:tag, name@sha256:… or sha256:…")
+    .action(action(async (refs: string[], flags: Record<string, unknown>, command: Command) => (await import("./commands/image.ts")).removeImages(refs, await withHost(command, flags))));
+
+  program.command("doctor").description("check the host and report which backends are usable").option("--backend <name>").option("--json", "JSON output")
+    .action(action(async (flags: Record<string, unknown>, command: Command) => (await import("./commands/host.ts")).doctor(await withHost(command, flags))));
+  const system = program.command("system").description("host-level maintenance");
+  system.command("warmup").description("build the default base image and unpack it, so the first sandbox starts fast").option("--backend <name>").option("--json", "JSON output")
+    .action(action(async (flags: Record<string, unknown>, command: Command) => (await import("./commands/host.ts")).warmup(await withHost(command, flags))));
+  program.command("version").option("--json", "JSON output")
+    .action(action(async (flags: Record<string, unknown>, command: Command) => (await import("./commands/host.ts")).version(await withHost(command, flags), CLIENT_VERSION)));
+
+  const config = program.command("config").description("the runtime config file");
+  config.command("init").description("write a commented starter config").option("--path <file>", "default: $XDG_CONFIG_HOME/cleanroom/config.yaml")
+    .option("--force", "overwrite an existing file").option("--default-backend <name>", "linux, gvisor or qemu")
+    .action(action(async (flags: Record<string, unknown>) => (await import("./commands/config.ts")).initConfig(flags)));
+  config.command("validate").description("check the config file; prints its path").option("--path <file>").option("--json", "JSON output")
+    .action(action(async (flags: Record<string, unknown>) => (await import("./commands/config.ts")).validateConfig(flags)));
+
+  program.command("serve").description("run the daemon (root)")
+    .option("--listen <url>", "unix:///path or http://127.0.0.1:port (default unix:///var/run/cleanroom/cleanroom.sock)")
+    .option("--log-level <level>", "trace|debug|info|warn|error")
+    .option("--warm-pool <n>", "spare sandboxes of the default shape kept ready, 0-16 (default 1; env CLEANROOM_WARM_POOL)")
+    .action(action(async (flags: Record<string, unknown>) => (await import("./commands/serve.ts")).serve(flags)));
+  return program;
+}
