@@ -8,7 +8,7 @@ import type { SandboxEventLog } from "./event-log.ts";
 import { EXECUTION_ID_PATTERN, newExecutionId } from "./ids.ts";
 import { LiveExecution } from "./live-execution.ts";
 import { OutputLogWriter, readOutputLog, tailOutputLog, type OutputChunk } from "./output-log.ts";
-import { FINISHED_EXECUTION_STATUSES, type ExecutionRecord } from "./records.ts";
+import { FINISHED_EXECUTION_STATUSES, type ExecutionRecord, type ImageDefaults } from "./records.ts";
 import type { StateStore } from "./store.ts";
 
 export interface ExecutionInput {
@@ -47,16 +47,19 @@ export class ExecutionRunner {
     this.#log = opts.logger;
   }
 
-  async start(input: ExecutionInput): Promise<ExecutionRecord> {
+  /** Starts `input` with the image's env, working dir and user as defaults the request may override. */
+  async start(input: ExecutionInput, image: ImageDefaults = { env: [], workingDir: "", user: "" }): Promise<ExecutionRecord> {
     validateCommand(input);
     const command = input.shell ? ["/bin/sh", "-lc", input.command[0]!] : input.command;
+    const cwd = input.cwd || image.workingDir;
+    const user = input.user || image.user;
     const record: ExecutionRecord = {
       id: newExecutionId(),
       sandboxId: input.sandboxId,
       status: "QUEUED",
       interactive: Boolean(input.tty || input.attachStdin),
       command,
-      cwd: input.cwd ?? "",
+      cwd,
       tty: Boolean(input.tty),
       exitCode: null,
       signal: "",
@@ -76,9 +79,9 @@ export class ExecutionRunner {
       const agent = await this.#agentFor(input.sandboxId);
       const process = agent.exec({
         argv: command,
-        env: input.env ?? [],
-        ...(input.cwd ? { cwd: input.cwd } : {}),
-        ...(input.user ? { user: input.user } : {}),
+        env: mergeEnv(image.env, input.env ?? []),
+        ...(cwd ? { cwd } : {}),
+        ...(user ? { user } : {}),
         ...(input.tty ? { tty: input.tty } : {}),
         stdin: Boolean(input.attachStdin),
       });
@@ -212,6 +215,16 @@ function validateCommand(input: ExecutionInput): void {
   for (const entry of input.env ?? []) {
     if (!/^[A-Za-z_][A-Za-z0-9_]*=/.test(entry)) throw new CleanroomError("invalid_argument", `environment entry "${entry.slice(0, 60)}" is not KEY=VALUE`);
   }
+}
+
+/** The image's environment with the request's entries layered on top (later KEY wins). */
+export function mergeEnv(base: readonly string[], overrides: readonly string[]): string[] {
+  const byKey = new Map<string, string>();
+  for (const entry of [...base, ...overrides]) {
+    const eq = entry.indexOf("=");
+    if (eq > 0) byKey.set(entry.slice(0, eq), entry);
+  }
+  return [...byKey.values()];
 }
 
 function signalName(signalNumber: number): NodeJS.Signals {

@@ -23,8 +23,16 @@ export interface SandboxRecord {
   policyHash: string;
   dangerouslyAllowAll: boolean;
   labels: Record<string, string>;
+  /** the image's Env, WorkingDir and User: every execution's defaults */
+  imageDefaults?: ImageDefaults;
   /** a warm-pool spare: not yet handed to anyone, hidden from the API */
   pooled?: boolean;
+}
+
+export interface ImageDefaults {
+  env: string[];
+  workingDir: string;
+  user: string;
 }
 
 export interface ExecutionRecord {

@@ -130,6 +130,7 @@ export class SandboxSupervisor {
       onProgress({ phase: "resolve_image", message: `resolving ${imageRef}` });
       const image = await this.#resolveImage(imageRef, onProgress);
       record.imageDigest = image.digest;
+      record.imageDefaults = { env: image.config.env, workingDir: image.config.workingDir, user: image.config.user };
       const lowerDirs = await this.#opts.images.layerDirs(image);
       onProgress({ phase: "provision", message: `starting ${backend.name} sandbox` });
       const launched = await backend.launch({
@@ -192,7 +193,7 @@ export class SandboxSupervisor {
     if (sandbox.status !== "READY") {
       throw new CleanroomError("failed_precondition", `sandbox ${sandbox.id} is ${sandbox.status}, not READY`);
     }
-    return this.#runner.start(input);
+    return this.#runner.start(input, sandbox.imageDefaults);
   }
 
   streamExecution(executionId: string, follow: boolean, signal: AbortSignal): AsyncGenerator<ExecutionStreamItem> {

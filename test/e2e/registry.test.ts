@@ -44,6 +44,13 @@ test("an image pulled from a registry by tag runs in a sandbox", async () => {
   assert.equal(result.code, 0, result.stderr);
 });
 
+test("executions get the image's environment, and -e overrides it", async () => {
+  const image = await daemon.cli(["exec", "--image", `${registry.host}/tools/busybox:1`, "--", "sh", "-c", "echo $PATH"]);
+  assert.equal(image.stdout, "/bin\n", image.stderr);
+  const overridden = await daemon.cli(["exec", "--image", `${registry.host}/tools/busybox:1`, "-e", "PATH=/bin:/custom", "--", "sh", "-c", "echo $PATH"]);
+  assert.equal(overridden.stdout, "/bin:/custom\n", overridden.stderr);
+});
+
 test("a digest-pinned image is pulled on first use by exec and listed afterwards", async () => {
   const ref = `${registry.host}/tools/busybox@${digest}`;
   await daemon.cli(["image", "rm", `${registry.host}/tools/busybox:1`]);
