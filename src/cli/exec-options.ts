@@ -15,6 +15,7 @@ export interface ExecOptionSpec {
 }
 
 export const EXEC_OPTIONS: readonly ExecOptionSpec[] = [
+  { long: "chdir", short: "c", value: "dir", help: "repository whose cleanroom.yaml applies (default: the current directory)" },
   { long: "in", value: "sandbox-id", help: "run in an existing sandbox instead of a new one" },
   { long: "sandbox-id", value: "sandbox-id", help: "alias of --in" },
   { long: "image", value: "ref", help: "image for a new sandbox (default: the locally built base image)" },
@@ -81,6 +82,7 @@ export function matchFastExec(argv: readonly string[]): FastExec | undefined {
   const flags: ExecFlags = {
     ...(host ? { host } : {}),
     ...(inId ? { in: inId } : {}),
+    ...(text("chdir") ? { chdir: text("chdir")! } : {}),
     ...(text("image") ? { image: text("image")! } : {}),
     ...(text("backend") ? { backend: text("backend")! } : {}),
     ...(text("launch-seconds") ? { launchSeconds: text("launch-seconds")! } : {}),

@@ -66,18 +66,18 @@ export function buildProgram(): Command {
   execOptions(program.command("console").description("interactive shell (always a terminal) in a sandbox").argument("[command...]"), true)
     .action(execAction(true));
 
-  const createCommand = (cmd: Command) =>
-    cmd
+  const createCommand = (cmd: Command, readPolicy: boolean) =>
+    (readPolicy ? cmd.option("-c, --chdir <dir>", "repository whose cleanroom.yaml applies (default: the current directory)") : cmd)
       .option("--image <ref>", "image (default: the locally built base image)")
       .option("--backend <name>", "isolation backend")
       .option("--launch-seconds <n>", "how long the sandbox may take to start")
       .option("--dangerously-allow-all", "do not restrict network egress")
       .option("--json", "print the sandbox as JSON")
-      .action(action(async (flags: Record<string, unknown>, command: Command) => (await import("./commands/sandbox.ts")).createSandbox(await withHost(command, flags))));
-  createCommand(program.command("create").description("create a sandbox and print its id"));
+      .action(action(async (flags: Record<string, unknown>, command: Command) => (await import("./commands/sandbox.ts")).createSandbox(await withHost(command, flags), { readPolicy })));
+  createCommand(program.command("create").description("create a sandbox for this repository and print its id"), true);
 
   const sandbox = program.command("sandbox").description("manage sandboxes");
-  createCommand(sandbox.command("create").description("create a sandbox and print its id"));
+  createCommand(sandbox.command("create").description("create a repository-agnostic sandbox and print its id"), false);
   sandbox.command("ls").alias("list").description("list sandboxes").option("--all", "include stopped and failed").option("--json", "JSON output")
     .action(action(async (flags: Record<string, unknown>, command: Command) => (await import("./commands/sandbox.ts")).listSandboxes(await withHost(command, flags))));
   sandbox.command("inspect").argument("<sandbox-id>").description("show a sandbox and its recent events").option("--json", "JSON output")
@@ -108,6 +108,11 @@ export function buildProgram(): Command {
     .action(action(async (flags: Record<string, unknown>, command: Command) => (await import("./commands/host.ts")).warmup(await withHost(command, flags))));
   program.command("version").option("--json", "JSON output")
     .action(action(async (flags: Record<string, unknown>, command: Command) => (await import("./commands/host.ts")).version(await withHost(command, flags), CLIENT_VERSION)));
+
+  const policy = program.command("policy").description("the repository's cleanroom.yaml");
+  policy.command("validate").description("validate and compile the policy; prints its source and hash")
+    .option("-c, --chdir <dir>", "repository directory (default: the current directory)").option("--json", "JSON output, including the compiled policy")
+    .action(action(async (flags: Record<string, unknown>) => (await import("./commands/policy.ts")).validatePolicy(flags)));
 
   const config = program.command("config").description("the runtime config file");
   config.command("init").description("write a commented starter config").option("--path <file>", "default: $XDG_CONFIG_HOME/cleanroom/config.yaml")

@@ -2,8 +2,7 @@ import { isMap, isPair, isScalar, LineCounter, parseDocument, type Document, typ
 import type { ZodType } from "zod";
 import { CleanroomError, type ReasonCode } from "../errors/index.ts";
 
-/** Largest YAML file Cleanroom reads: policies and configs are small; a huge one is a mistake or an attack. */
-export const MAX_YAML_BYTES = 1024 * 1024;
+import { MAX_YAML_BYTES } from "./limits.ts";
 
 /**
  * Parses `text` as YAML and validates it with `schema`. Every failure is a CleanroomError whose message

@@ -1,3 +1,5 @@
+import type { CompiledPolicy } from "../policy/index.ts";
+
 /** Lifecycle states, named as Cleanroom's API names them. */
 export type SandboxStatus =
   | "PROVISIONING" | "READY" | "STOPPING" | "STOPPED" | "FAILED" | "SUSPENDING" | "SUSPENDED" | "WAKING";
@@ -23,6 +25,8 @@ export interface SandboxRecord {
   policyHash: string;
   dangerouslyAllowAll: boolean;
   labels: Record<string, string>;
+  /** the compiled policy the sandbox was created with; immutable for its life */
+  policy?: CompiledPolicy;
   /** the image's Env, WorkingDir and User: every execution's defaults */
   imageDefaults?: ImageDefaults;
   /** a warm-pool spare: not yet handed to anyone, hidden from the API */

@@ -5,6 +5,7 @@ import type { Backend, BackendName } from "../backends/index.ts";
 import { CleanroomError, isCleanroomError, messageOf } from "../errors/index.ts";
 import { DEFAULT_BASE_IMAGE_REF, type ImageProgress, type ImageStore } from "../image/index.ts";
 import type { Logger } from "../observability/index.ts";
+import { requiredCapabilities, type CompiledPolicy } from "../policy/index.ts";
 import { SandboxEventLog } from "./event-log.ts";
 import { ExecutionRunner, type ExecutionInput, type ExecutionStreamItem } from "./execution-runner.ts";
 import { newSandboxId, SANDBOX_ID_PATTERN } from "./ids.ts";
@@ -26,6 +27,8 @@ export interface SupervisorOptions {
 }
 
 export interface CreateSandboxInput {
+  /** verified by the caller (the API edge re-hashes what the client sent) */
+  policy?: { policy: CompiledPolicy; hash: string };
   backend?: string;
   imageRef?: string;
   resources?: Partial<SandboxResources>;
@@ -104,8 +107,10 @@ export class SandboxSupervisor {
 
   async #launchNew(input: CreateSandboxInput, pooled: boolean, onProgress: (p: CreateProgress) => void = () => {}): Promise<SandboxRecord> {
     const backend = this.#backend(input.backend);
-    const resources = this.#resources(input.resources);
-    const imageRef = input.imageRef || DEFAULT_BASE_IMAGE_REF;
+    const policy = input.policy?.policy;
+    if (policy) checkPolicySupported(policy, backend);
+    const resources = this.#resources({ ...input.resources, ...(policy ? policyFloors(policy, input.resources) : {}) });
+    const imageRef = input.imageRef || policy?.image.ref || DEFAULT_BASE_IMAGE_REF;
     const now = new Date().toISOString();
     const record: SandboxRecord = {
       id: newSandboxId(),
@@ -117,9 +122,10 @@ export class SandboxSupervisor {
       createdAt: now,
       updatedAt: now,
       resources,
-      policyHash: "",
+      policyHash: input.policy?.hash ?? "",
       dangerouslyAllowAll: input.dangerouslyAllowAll ?? false,
       labels: input.labels ?? {},
+      ...(policy ? { policy } : {}),
       ...(pooled ? { pooled } : {}),
     };
     // recorded before any host resource exists, so reconcile can always find what a crash left behind
@@ -267,6 +273,7 @@ export class SandboxSupervisor {
     const resources = this.#resources(input.resources);
     const base = this.#opts.defaultResources;
     return (
+      !input.policy &&
       (!input.imageRef || input.imageRef === DEFAULT_BASE_IMAGE_REF) &&
       (!input.backend || input.backend === this.#opts.defaultBackend) &&
       !input.dangerouslyAllowAll &&
@@ -359,4 +366,28 @@ export class SandboxSupervisor {
     if (wasStopping) this.#setStatus(record, "STOPPED", "terminated (finished after the daemon restarted)");
     else this.#setStatus(record, "FAILED", record.status === "READY" ? "the sandbox was no longer running when the daemon restarted" : `the daemon restarted while the sandbox was ${record.status}`);
   }
+}
+
+/** Fails closed when the policy needs enforcement the backend lacks, or daemon features this build does not run yet. */
+function checkPolicySupported(policy: CompiledPolicy, backend: Backend): void {
+  const capabilities = backend.capabilities();
+  const missing = requiredCapabilities(policy).filter((capability) => !capabilities[capability]);
+  if (missing.length) {
+    throw new CleanroomError("backend_capability_mismatch", `the ${backend.name} backend cannot enforce what this policy needs: ${missing.join(", ")}; see \`cleanroom doctor\``, { missing });
+  }
+  const unsupported = [
+    ...(policy.dependencies.blocks.length ? ["sandbox.dependencies"] : []),
+    ...(policy.services.blocks.length ? ["sandbox.services"] : []),
+    ...(policy.run.before ? ["sandbox.run.before"] : []),
+  ];
+  if (unsupported.length) throw new CleanroomError("failed_precondition", `this daemon does not run ${unsupported.join(", ")} yet; remove them from the policy to create the sandbox`);
+}
+
+/** `sandbox.resources` are floors: they raise the daemon's defaults, never lower them. */
+function policyFloors(policy: CompiledPolicy, requested: Partial<SandboxResources> | undefined): Partial<SandboxResources> {
+  const memoryMiB = policy.resources.memoryBytes !== undefined ? Math.ceil(policy.resources.memoryBytes / 1024 ** 2) : 0;
+  return {
+    vcpus: Math.max(requested?.vcpus ?? 0, policy.resources.vcpus ?? 0),
+    memoryMiB: Math.max(requested?.memoryMiB ?? 0, memoryMiB),
+  };
 }

@@ -9,6 +9,8 @@ export interface CleanroomOptions {
 }
 
 export interface CreateSandboxOptions {
+  /** a compiled policy (canonical JSON) and its hash, e.g. from `loadRepositoryPolicy` */
+  policy?: { json: string; hash: string };
   image?: string;
   backend?: string;
   launchSeconds?: number;
@@ -81,6 +83,7 @@ export class Cleanroom {
       dangerouslyAllowAll: opts.dangerouslyAllowAll ?? false,
       labels: opts.labels ?? {},
       resources: { vcpus: opts.resources?.vcpus ?? 0, memoryMib: opts.resources?.memoryMiB ?? 0, pidsLimit: opts.resources?.pidsLimit ?? 0 },
+      ...(opts.policy ? { compiledPolicyJson: opts.policy.json, policyHash: opts.policy.hash } : {}),
     });
     return new SandboxHandle(this, res.sandbox ?? {});
   }

@@ -7,6 +7,7 @@ import {
 } from "../api/index.ts";
 import { probeHost } from "../backends/index.ts";
 import { CleanroomError } from "../errors/index.ts";
+import { verifyCompiledPolicy } from "../policy/index.ts";
 import type { ImageProgress, ImageRecord } from "../image/index.ts";
 import type { CreateProgress, CreateSandboxInput } from "../sandbox/index.ts";
 import { eventMessage, executionMessage, imageMessage, sandboxMessage } from "./convert.ts";
@@ -26,11 +27,12 @@ export function registerRoutes(router: ConnectRouter, daemon: DaemonContext): vo
 
   router.service(SandboxService, {
     async createSandbox(req) {
-      return { sandbox: sandboxMessage(await supervisor.createSandbox(createInput(req))) };
+      return { sandbox: sandboxMessage(await supervisor.createSandbox(await createInput(req))) };
     },
     async *createSandboxStream(req, ctx) {
       const updates = createWritableIterable<CreateProgress>();
-      const created = supervisor.createSandbox(createInput(req), (p) => void updates.write(p).catch(() => undefined))
+      const input = await createInput(req);
+      const created = supervisor.createSandbox(input, (p) => void updates.write(p).catch(() => undefined))
         .finally(() => updates.close());
       for await (const p of abortable(updates, ctx)) {
         yield create(CreateSandboxStreamResponseSchema, {
@@ -160,8 +162,11 @@ export function registerRoutes(router: ConnectRouter, daemon: DaemonContext): vo
   });
 }
 
-function createInput(req: CreateSandboxRequest): CreateSandboxInput {
+async function createInput(req: CreateSandboxRequest): Promise<CreateSandboxInput> {
+  const policy = req.compiledPolicyJson ? { policy: await verifyCompiledPolicy(req.compiledPolicyJson, req.policyHash), hash: req.policyHash } : undefined;
+  if (!policy && req.policyHash) throw new CleanroomError("policy_invalid", "a policy hash was sent without its compiled policy");
   return {
+    ...(policy ? { policy } : {}),
     backend: req.backend,
     imageRef: req.imageRef,
     resources: { vcpus: req.resources?.vcpus ?? 0, memoryMiB: req.resources?.memoryMib ?? 0, pidsLimit: req.resources?.pidsLimit ?? 0 },

@@ -1,8 +1,10 @@
 import { CleanroomError } from "../../errors/index.ts";
+import { canonicalJson, findPolicyFile, loadPolicyFile } from "../../policy/index.ts";
 import { Cleanroom, type ExecutionHandle, type ExitEvent, type SandboxHandle } from "../../sdk/index.ts";
 
 export interface ExecFlags {
   host?: string;
+  chdir?: string;
   in?: string;
   keep?: boolean;
   rm?: boolean;
@@ -34,7 +36,9 @@ export async function runExec(args: string[], flags: ExecFlags, mode: { console:
   if (flags.in) {
     sandbox = client.sandbox(flags.in);
   } else {
+    const policy = await repositoryPolicy(flags.chdir);
     sandbox = await client.createSandbox({
+      ...(policy ? { policy } : {}),
       ...(flags.image ? { image: flags.image } : {}),
       ...(flags.backend ? { backend: flags.backend } : {}),
       ...(flags.launchSeconds ? { launchSeconds: parsePositiveInt(flags.launchSeconds, "--launch-seconds") } : {}),
@@ -52,6 +56,21 @@ export async function runExec(args: string[], flags: ExecFlags, mode: { console:
   } finally {
     if ((created && !flags.keep) || flags.rm) await sandbox.terminate({ wait: false }).catch(() => undefined);
   }
+}
+
+/**
+ * The compiled policy of the repository at `dir` (default: here), to send with a new sandbox; warnings go to
+ * stderr. No policy file: undefined (default image, no egress). Only then are zod and yaml loaded.
+ */
+export async function repositoryPolicy(dir: string | undefined): Promise<{ json: string; hash: string } | undefined> {
+  const found = await findPolicyFile(dir ?? process.cwd());
+  if (!found) {
+    if (dir) throw new CleanroomError("policy_invalid", `no cleanroom.yaml or .buildkite/cleanroom.yaml in ${dir}`);
+    return undefined;
+  }
+  const loaded = await loadPolicyFile(found.path, found.warnings);
+  for (const warning of loaded.warnings) process.stderr.write(`cleanroom: warning: ${warning}\n`);
+  return { json: canonicalJson(loaded.policy), hash: loaded.hash };
 }
 
 async function attach(execution: ExecutionHandle, opts: { tty: boolean; attachStdin: boolean }): Promise<number> {

@@ -1,13 +1,16 @@
 import type { SandboxJson } from "../../api/index.ts";
 import { Cleanroom, enumName } from "../../sdk/index.ts";
 import { age, printJson, printTable } from "../output.ts";
-import { parsePositiveInt } from "./exec.ts";
+import { parsePositiveInt, repositoryPolicy } from "./exec.ts";
 
-export interface CreateFlags { host?: string; image?: string; backend?: string; launchSeconds?: string; dangerouslyAllowAll?: boolean; json?: boolean }
+export interface CreateFlags { host?: string; chdir?: string; image?: string; backend?: string; launchSeconds?: string; dangerouslyAllowAll?: boolean; json?: boolean }
 
-export async function createSandbox(flags: CreateFlags): Promise<number> {
+/** `create` reads the repository's policy (-c); `sandbox create` is repository-agnostic. */
+export async function createSandbox(flags: CreateFlags, opts: { readPolicy: boolean }): Promise<number> {
   const client = new Cleanroom({ ...(flags.host ? { host: flags.host } : {}) });
+  const policy = opts.readPolicy ? await repositoryPolicy(flags.chdir) : undefined;
   const sandbox = await client.createSandbox({
+    ...(policy ? { policy } : {}),
     ...(flags.image ? { image: flags.image } : {}),
     ...(flags.backend ? { backend: flags.backend } : {}),
     ...(flags.launchSeconds ? { launchSeconds: parsePositiveInt(flags.launchSeconds, "--launch-seconds") } : {}),
@@ -73,6 +76,7 @@ function sandboxView(s: SandboxJson) {
     sandbox_id: s.sandboxId ?? "",
     status: enumName(s.status, "SANDBOX_STATUS_"),
     status_reason: s.statusReason ?? "",
+    policy_hash: s.policyHash ?? "",
     backend: s.backend ?? "",
     image_ref: s.imageRef ?? "",
     image_digest: s.imageDigest ?? "",

@@ -236,6 +236,19 @@ export declare type CreateSandboxRequest = Message<"cleanroom.v1.CreateSandboxRe
    * @generated from field: map<string, string> labels = 6;
    */
   labels: { [key: string]: string };
+
+  /**
+   * the compiled policy (canonical JSON, as `cleanroom policy validate --json` prints it) and its hash;
+   * the daemon re-hashes and refuses a mismatch. Empty: no egress, default image.
+   *
+   * @generated from field: string compiled_policy_json = 7;
+   */
+  compiledPolicyJson: string;
+
+  /**
+   * @generated from field: string policy_hash = 8;
+   */
+  policyHash: string;
 };
 
 /**
@@ -277,6 +290,19 @@ export declare type CreateSandboxRequestJson = {
    * @generated from field: map<string, string> labels = 6;
    */
   labels?: { [key: string]: string };
+
+  /**
+   * the compiled policy (canonical JSON, as `cleanroom policy validate --json` prints it) and its hash;
+   * the daemon re-hashes and refuses a mismatch. Empty: no egress, default image.
+   *
+   * @generated from field: string compiled_policy_json = 7;
+   */
+  compiledPolicyJson?: string;
+
+  /**
+   * @generated from field: string policy_hash = 8;
+   */
+  policyHash?: string;
 };
 
 /**
