@@ -99,3 +99,20 @@ test("doctor reports the linux backend usable with its capabilities", async () =
   assert.equal(linux.capabilities["network.default_deny"], true);
   assert.equal(report.default_backend, "linux");
 });
+
+test("-n keeps stdin from the workload, --tty gives exec a terminal, --rm removes an --in sandbox", async () => {
+  const noStdin = await daemon.cli(["exec", "-n", "--", "sh", "-c", "cat; echo end"], { input: "should not arrive\n" });
+  assert.equal(noStdin.stdout, "end\n");
+  const tty = await daemon.cli(["exec", "--tty", "--", "sh", "-c", "tty; test -t 0 && echo interactive"]);
+  assert.match(tty.stdout, /^\/dev\/pts\/\d+\r?\ninteractive\r?\n$/);
+  const id = (await daemon.cli(["create"])).stdout.trim();
+  assert.equal((await daemon.cli(["exec", "--in", id, "--rm", "--", "true"])).code, 0);
+  const deadline = Date.now() + 10_000;
+  let status = "";
+  while (Date.now() < deadline) {
+    status = JSON.parse((await daemon.cli(["sandbox", "inspect", id, "--json"])).stdout).status;
+    if (status === "STOPPED") break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.equal(status, "STOPPED");
+});
