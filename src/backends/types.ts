@@ -20,6 +20,14 @@ export interface LaunchSpec {
   imageConfig: { env: string[]; workingDir: string; user: string };
   resources: SandboxResources;
   hostname?: string;
+  /**
+   * Join this network namespace (e.g. `/run/netns/cr-<id>` from network/) instead of creating an empty one.
+   * It belongs to the host's user namespace, so the sandbox cannot reconfigure it, and cannot mount a
+   * sysfs for it either: /sys is then the host's, read-only, with its network and cgroup views masked.
+   */
+  networkNamespacePath?: string;
+  /** contents of the sandbox's /etc/resolv.conf (network/ renders it: its DNS policy server); bind-mounted read-only */
+  resolvConf?: string;
 }
 
 export interface LaunchedSandbox {

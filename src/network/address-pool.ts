@@ -1,6 +1,6 @@
 import { mkdir, open, readFile, rename } from "node:fs/promises";
 import { dirname } from "node:path";
-import { cidrContains, cidrSize, formatIpv4, parseCidr, parseIpv4, type Cidr } from "./ipv4.ts";
+import { cidrSize, formatIpv4, parseCidr, parseIpv4, type Cidr } from "./ipv4.ts";
 import { sandboxIdPattern } from "./names.ts";
 
 /** One /30 of the pool: network .0, host side .1, sandbox side .2, broadcast .3. */
@@ -146,9 +146,4 @@ async function writeAtomically(file: string, text: string): Promise<void> {
     await f.close();
   }
   await rename(tmp, file);
-}
-
-/** True when the pair's addresses lie in `pool` (a lease from before a pool change may not). */
-export function pairInPool(pool: Cidr, pair: AddressPair): boolean {
-  return cidrContains(pool, parseIpv4(pair.network));
 }

@@ -65,10 +65,11 @@ export function parseDropRecord(record: KmsgRecord): DroppedPacket | null {
   };
 }
 
-/** KEY=value tokens; the first of each key wins (an ICMP error repeats them for the packet it quotes). */
+/** KEY=value tokens of the packet itself; an ICMP error's quoted packet ("[SRC=… ]") is not read. */
 function fieldsOf(text: string): Map<string, string> {
   const out = new Map<string, string>();
   for (const token of text.split(" ")) {
+    if (token.startsWith("[")) break;
     const eq = token.indexOf("=");
     if (eq <= 0) continue;
     const key = token.slice(0, eq);

@@ -44,11 +44,6 @@ export function cidrContains(c: Cidr, address: number): boolean {
   return ((address & maskOf(c.prefixLength)) >>> 0) === c.base;
 }
 
-export function cidrsOverlap(a: Cidr, b: Cidr): boolean {
-  const len = Math.min(a.prefixLength, b.prefixLength);
-  return ((a.base & maskOf(len)) >>> 0) === ((b.base & maskOf(len)) >>> 0);
-}
-
 /** Number of addresses in the block. */
 export function cidrSize(c: Cidr): number {
   return 2 ** (32 - c.prefixLength);

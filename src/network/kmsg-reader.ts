@@ -6,6 +6,8 @@ import { maxRecordBytes } from "./drop-log.ts";
 const maxRecordsPerPoll = 2000;
 
 export interface KernelLogReader {
+  /** Reads what the kernel has logged so far now, instead of at the next poll. */
+  readNow(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -23,13 +25,17 @@ export async function followKernelLog(onRecord: (raw: string) => void, opts: { p
   // skip what is already in the buffer: events are for packets dropped from now on
   await drain(file, buf, () => {}, 1_000_000);
 
-  const timer = setInterval(() => {
-    if (closed) return;
+  const poll = () => {
     polling = polling.then(() => (closed ? undefined : drain(file, buf, onRecord, maxRecordsPerPoll))).catch(() => {});
+    return polling;
+  };
+  const timer = setInterval(() => {
+    if (!closed) void poll();
   }, opts.pollMs ?? 200);
   timer.unref();
 
   return {
+    readNow: () => (closed ? Promise.resolve() : poll()),
     close: async () => {
       if (closed) return;
       closed = true;

@@ -50,12 +50,6 @@ export function sandboxIdOfNftObject(name: string): string | undefined {
   return m?.[1];
 }
 
-/** The stage of an allow set name, or undefined. */
-export function stageOfAllowSet(sandboxId: string, name: string): string | undefined {
-  const prefix = `allow-${sandboxId}-`;
-  return name.startsWith(prefix) ? name.slice(prefix.length) : undefined;
-}
-
 /** Base dispatch maps: interface name → jump into the sandbox's chain. */
 export const dispatchMaps = { pre: "from_sandbox_pre", in: "from_sandbox_in", fwd: "from_sandbox_fwd" } as const;
 

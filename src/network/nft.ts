@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { runCommand, tryCommand, describeFailure } from "../host-command/index.ts";
+import { tryCommand, describeFailure } from "../host-command/index.ts";
 import { dispatchMaps, sandboxIdOfNftObject } from "./names.ts";
 import type { SandboxNftObjects } from "./nft-ruleset.ts";
 
@@ -17,9 +17,6 @@ export interface NftTable {
   listSandboxObjects(): Promise<Map<string, SandboxNftObjects>>;
   /** Rules of one chain as nft JSON statements; undefined when the chain does not exist. */
   chainRules(chain: string): Promise<unknown[][] | undefined>;
-  /** Elements `address . port` of a set (expired ones excluded by the kernel). */
-  setElements(set: string): Promise<{ address: string; port: number; timeoutS?: number }[]>;
-  deleteTable(): Promise<void>;
 }
 
 /** `scratchDir` holds each script while nft reads it (host-command gives a child no stdin). */
@@ -45,11 +42,13 @@ export function nftTable(table: string, scratchDir: string): NftTable {
       }
     });
 
-  const listJson = async (args: string[]): Promise<Record<string, unknown>[] | undefined> => {
-    const result = await tryCommand("nft", ["-j", "-t", ...args], { timeoutMs: nftTimeoutMs, maxOutputBytes: maxListingBytes });
+  /** `terse` leaves out set and map contents */
+  const listJson = async (args: string[], terse = true): Promise<Record<string, unknown>[] | undefined> => {
+    const argv = ["-j", ...(terse ? ["-t"] : []), ...args];
+    const result = await tryCommand("nft", argv, { timeoutMs: nftTimeoutMs, maxOutputBytes: maxListingBytes });
     if (result.code !== 0) {
       if (/No such file or directory/.test(result.stderr)) return undefined;
-      throw new Error(describeFailure("nft", ["-j", "-t", ...args], result));
+      throw new Error(describeFailure("nft", argv, result));
     }
     const parsed = JSON.parse(result.stdout) as { nftables?: Record<string, unknown>[] };
     return parsed.nftables ?? [];
@@ -81,7 +80,7 @@ export function nftTable(table: string, scratchDir: string): NftTable {
         }
         // terse listings omit map contents: dispatch elements come from the maps themselves (small: one per sandbox)
         for (const map of Object.values(dispatchMaps)) {
-          const listed = await listJson(["list", "map", "inet", table, map]);
+          const listed = await listJson(["list", "map", "inet", table, map], false);
           for (const item of listed ?? []) {
             const elems = ((item.map as { elem?: unknown[] } | undefined)?.elem ?? []) as unknown[];
             for (const el of elems) {
@@ -99,28 +98,6 @@ export function nftTable(table: string, scratchDir: string): NftTable {
         const items = await listJson(["list", "chain", "inet", table, chain]);
         if (!items) return undefined;
         return items.flatMap((i) => ((i.rule as { expr?: unknown[] } | undefined)?.expr ? [(i.rule as { expr: unknown[] }).expr] : []));
-      }),
-    setElements: (set) =>
-      serial(async () => {
-        const result = await runCommand("nft", ["-j", "list", "set", "inet", table, set], { timeoutMs: nftTimeoutMs, maxOutputBytes: maxListingBytes });
-        const items = (JSON.parse(result.stdout) as { nftables?: Record<string, unknown>[] }).nftables ?? [];
-        const out: { address: string; port: number; timeoutS?: number }[] = [];
-        for (const item of items) {
-          for (const el of ((item.set as { elem?: unknown[] } | undefined)?.elem ?? []) as unknown[]) {
-            const wrapped = (el as { elem?: { val?: unknown; timeout?: number } }).elem;
-            const val = (wrapped?.val ?? el) as { concat?: unknown[] };
-            const [address, port] = val.concat ?? [];
-            if (typeof address === "string" && typeof port === "number") {
-              out.push(wrapped?.timeout === undefined ? { address, port } : { address, port, timeoutS: wrapped.timeout });
-            }
-          }
-        }
-        return out;
-      }),
-    deleteTable: () =>
-      serial(async () => {
-        const result = await tryCommand("nft", ["delete", "table", "inet", table], { timeoutMs: nftTimeoutMs });
-        if (result.code !== 0 && !/No such file or directory/.test(result.stderr)) throw new Error(describeFailure("nft", ["delete", "table", "inet", table], result));
       }),
   };
 }

@@ -25,6 +25,11 @@ export class SandboxEventLog {
     return event;
   }
 
+  /** Events of `types` recorded at or after `sinceIso` (newest 200 looked at). */
+  since(sandboxId: string, sinceIso: string, types: readonly string[]): SandboxEventRecord[] {
+    return this.#store.recentEvents(sandboxId, 200).filter((event) => event.time >= sinceIso && types.includes(event.type));
+  }
+
   recent(sandboxId: string, limit = 50): SandboxEventRecord[] {
     return this.#store.recentEvents(sandboxId, limit);
   }

@@ -23,7 +23,10 @@ export interface ExecutionInput {
   timeoutSeconds?: number;
 }
 
-export type ExecutionStreamItem = { output: OutputChunk } | { exit: ExecutionRecord };
+export type ExecutionStreamItem = { output: OutputChunk } | { exit: ExecutionRecord; networkWarnings: string[] };
+
+const NETWORK_EVENT_TYPES = ["connection_blocked", "dns_query_denied"] as const;
+const MAX_NETWORK_WARNINGS = 20;
 
 const MAX_COMMAND_ARGS = 4096;
 const MAX_COMMAND_BYTES = 256 * 1024;
@@ -37,9 +40,19 @@ export class ExecutionRunner {
   readonly #agentFor: (sandboxId: string) => Promise<AgentClient>;
   readonly #events: SandboxEventLog;
   readonly #log: Logger;
+  readonly #flushNetworkEvents: () => Promise<void>;
   readonly #live = new Map<string, LiveExecution>();
 
-  constructor(opts: { store: StateStore; outputDir: string; agentFor: (sandboxId: string) => Promise<AgentClient>; events: SandboxEventLog; logger: Logger }) {
+  constructor(opts: {
+    store: StateStore;
+    outputDir: string;
+    agentFor: (sandboxId: string) => Promise<AgentClient>;
+    events: SandboxEventLog;
+    /** makes pending network events visible before an exit reports them */
+    flushNetworkEvents: () => Promise<void>;
+    logger: Logger;
+  }) {
+    this.#flushNetworkEvents = opts.flushNetworkEvents;
     this.#store = opts.store;
     this.#outputDir = opts.outputDir;
     this.#agentFor = opts.agentFor;
@@ -148,7 +161,9 @@ export class ExecutionRunner {
     }
     if (follow && live) await live.finished;
     const final = this.get(id);
-    if (FINISHED_EXECUTION_STATUSES.includes(final.status)) yield { exit: final };
+    if (!FINISHED_EXECUTION_STATUSES.includes(final.status)) return;
+    await this.#flushNetworkEvents().catch(() => undefined);
+    yield { exit: final, networkWarnings: this.#networkWarnings(final) };
   }
 
   cancel(id: string, signalNumber: number): ExecutionRecord {
@@ -197,6 +212,13 @@ export class ExecutionRunner {
     }
     const timeout = new Promise((resolve) => setTimeout(resolve, ABANDON_WAIT_MS).unref());
     await Promise.race([Promise.allSettled(executions.map((live) => live.finished)), timeout]);
+  }
+
+  /** What the network policy blocked in the execution's sandbox while it ran. */
+  #networkWarnings(record: ExecutionRecord): string[] {
+    if (!record.startedAt) return [];
+    const events = this.#events.since(record.sandboxId, record.startedAt, NETWORK_EVENT_TYPES);
+    return events.slice(0, MAX_NETWORK_WARNINGS).map((event) => `${event.message} (${event.reasonCode})`);
   }
 
   #requireLive(id: string): LiveExecution {

@@ -4,12 +4,14 @@ import { connectAgent, type AgentClient } from "../agent-protocol/index.ts";
 import type { Backend, BackendName } from "../backends/index.ts";
 import { CleanroomError, isCleanroomError, messageOf } from "../errors/index.ts";
 import { DEFAULT_BASE_IMAGE_REF, type ImageProgress, type ImageStore } from "../image/index.ts";
+import type { NetworkManager } from "../network/index.ts";
 import type { Logger } from "../observability/index.ts";
 import { requiredCapabilities, type CompiledPolicy } from "../policy/index.ts";
 import { SandboxEventLog } from "./event-log.ts";
 import { ExecutionRunner, type ExecutionInput, type ExecutionStreamItem } from "./execution-runner.ts";
 import { newSandboxId, SANDBOX_ID_PATTERN } from "./ids.ts";
 import { LIVE_SANDBOX_STATUSES, type ExecutionRecord, type SandboxEventRecord, type SandboxRecord, type SandboxResources, type SandboxStatus } from "./records.ts";
+import { SandboxNetworks } from "./sandbox-network.ts";
 import { StateStore } from "./store.ts";
 import { WarmPool } from "./warm-pool.ts";
 
@@ -23,6 +25,8 @@ export interface SupervisorOptions {
   defaultLaunchSeconds: number;
   /** spare sandboxes of the default shape kept ready (0 disables the pool) */
   warmPoolSize: number;
+  /** per-sandbox netns, nftables and DNS policy; without it sandboxes get loopback only and allowlists cannot be enforced */
+  network?: NetworkManager;
   logger: Logger;
 }
 
@@ -58,18 +62,21 @@ export class SandboxSupervisor {
   readonly #agents = new Map<string, Promise<AgentClient>>();
   readonly #log: Logger;
   readonly #pool: WarmPool;
+  readonly #networks: SandboxNetworks;
 
   private constructor(opts: SupervisorOptions, store: StateStore) {
     this.#opts = opts;
     this.#store = store;
     this.#log = opts.logger;
     this.#events = new SandboxEventLog(store);
+    this.#networks = new SandboxNetworks(opts.network, this.#events);
     this.#pool = new WarmPool({ size: opts.warmPoolSize, launch: () => this.#launchNew({}, true), logger: opts.logger });
     this.#runner = new ExecutionRunner({
       store,
       outputDir: join(opts.stateDir, "executions"),
       agentFor: (sandboxId) => this.#agentFor(this.getSandbox(sandboxId)),
       events: this.#events,
+      flushNetworkEvents: () => this.#networks.flushEvents(),
       logger: opts.logger,
     });
   }
@@ -108,7 +115,7 @@ export class SandboxSupervisor {
   async #launchNew(input: CreateSandboxInput, pooled: boolean, onProgress: (p: CreateProgress) => void = () => {}): Promise<SandboxRecord> {
     const backend = this.#backend(input.backend);
     const policy = input.policy?.policy;
-    if (policy) checkPolicySupported(policy, backend);
+    if (policy) checkPolicySupported(policy, backend, this.#networks.enforcesAllowlists);
     const resources = this.#resources({ ...input.resources, ...(policy ? policyFloors(policy, input.resources) : {}) });
     const imageRef = input.imageRef || policy?.image.ref || DEFAULT_BASE_IMAGE_REF;
     const now = new Date().toISOString();
@@ -139,11 +146,13 @@ export class SandboxSupervisor {
       record.imageDefaults = { env: image.config.env, workingDir: image.config.workingDir, user: image.config.user };
       const lowerDirs = await this.#opts.images.layerDirs(image);
       onProgress({ phase: "provision", message: `starting ${backend.name} sandbox` });
+      const network = await this.#networks.setUp(record);
       const launched = await backend.launch({
         sandboxId: record.id,
         lowerDirs,
         imageConfig: { env: image.config.env, workingDir: image.config.workingDir, user: image.config.user },
         resources,
+        ...(network ? { networkNamespacePath: network.netnsPath, resolvConf: network.resolvConf } : {}),
       });
       const launchMs = (input.launchSeconds || this.#opts.defaultLaunchSeconds) * 1000;
       const agent = connectAgent(launched.agentSocketPath, { timeoutMs: launchMs });
@@ -155,7 +164,7 @@ export class SandboxSupervisor {
       return record;
     } catch (err) {
       this.#agents.delete(record.id);
-      await backend.destroy(record.id).catch((cleanupErr) => log.error({ err: cleanupErr }, "cleanup after failed launch"));
+      await this.#release(record.id, backend).catch((cleanupErr) => log.error({ err: cleanupErr }, "cleanup after failed launch"));
       const reason = messageOf(err);
       this.#setStatus(record, "FAILED", reason);
       log.warn({ reason_code: isCleanroomError(err) ? err.code : "runtime_launch_failed", reason }, "sandbox launch failed");
@@ -214,7 +223,17 @@ export class SandboxSupervisor {
     await this.#runner.abandonAll("the daemon shut down while the execution was running");
     for (const agent of this.#agents.values()) agent.then((a) => a.close(), () => undefined);
     this.#agents.clear();
+    await this.#networks.close();
     this.#store.close();
+  }
+
+  /** Releases every host resource of a sandbox: the backend's (mounts, container, cgroups), then its network. */
+  async #release(sandboxId: string, backend: Backend): Promise<void> {
+    try {
+      await backend.destroy(sandboxId);
+    } finally {
+      await this.#networks.tearDown(sandboxId);
+    }
   }
 
   async #teardown(record: SandboxRecord, finalStatus: SandboxStatus, reason: string): Promise<void> {
@@ -224,7 +243,7 @@ export class SandboxSupervisor {
     this.#agents.delete(record.id);
     agent?.then((a) => a.close(), () => undefined);
     try {
-      await this.#backendOf(record).destroy(record.id);
+      await this.#release(record.id, this.#backendOf(record));
       this.#setStatus(record, finalStatus, reason);
       log.info("sandbox stopped");
     } catch (err) {
@@ -336,9 +355,11 @@ export class SandboxSupervisor {
       for (const id of await backend.listSandboxIds()) {
         if (this.#store.getSandbox(id)?.status === "READY") continue;
         this.#log.warn({ sandbox_id: id, backend: name, had_record: known.has(id) }, "removing orphaned sandbox resources");
-        await backend.destroy(id).catch((err) => this.#log.error({ sandbox_id: id, err }, "orphan removal failed"));
+        await this.#release(id, backend).catch((err) => this.#log.error({ sandbox_id: id, err }, "orphan removal failed"));
       }
     }
+    const live = this.#store.listSandboxes(["READY"]).map((record) => record.id);
+    for (const id of await this.#networks.reconcile(live)) this.#log.warn({ sandbox_id: id }, "removed an orphaned sandbox network");
   }
 
   async #reconcileSandbox(record: SandboxRecord): Promise<void> {
@@ -350,27 +371,29 @@ export class SandboxSupervisor {
     if (record.status === "READY" && (await backend.state(record.id)) === "running") {
       try {
         await this.#agentFor(record);
+        await this.#networks.restore(record);
         this.#log.info({ sandbox_id: record.id, pooled: Boolean(record.pooled) }, "sandbox survived the restart");
         if (!record.pooled || this.#pool.adopt(record)) return;
         await this.#teardown(record, "STOPPED", "surplus warm-pool spare");
         return;
       } catch (err) {
         this.#agents.delete(record.id);
-        await backend.destroy(record.id);
-        this.#setStatus(record, "FAILED", `agent did not answer after the daemon restarted: ${messageOf(err)}`);
+        await this.#release(record.id, backend);
+        this.#setStatus(record, "FAILED", `the sandbox could not be reattached after the daemon restarted: ${messageOf(err)}`);
         return;
       }
     }
     const wasStopping = record.status === "STOPPING";
-    await backend.destroy(record.id);
+    await this.#release(record.id, backend);
     if (wasStopping) this.#setStatus(record, "STOPPED", "terminated (finished after the daemon restarted)");
     else this.#setStatus(record, "FAILED", record.status === "READY" ? "the sandbox was no longer running when the daemon restarted" : `the daemon restarted while the sandbox was ${record.status}`);
   }
 }
 
 /** Fails closed when the policy needs enforcement the backend lacks, or daemon features this build does not run yet. */
-function checkPolicySupported(policy: CompiledPolicy, backend: Backend): void {
-  const capabilities = backend.capabilities();
+function checkPolicySupported(policy: CompiledPolicy, backend: Backend, enforcesAllowlists: boolean): void {
+  // allowlists are enforced by network/ around whatever the backend runs, when the daemon has a network manager
+  const capabilities: Record<string, boolean> = { ...backend.capabilities(), "network.allowlist_egress": enforcesAllowlists };
   const missing = requiredCapabilities(policy).filter((capability) => !capabilities[capability]);
   if (missing.length) {
     throw new CleanroomError("backend_capability_mismatch", `the ${backend.name} backend cannot enforce what this policy needs: ${missing.join(", ")}; see \`cleanroom doctor\``, { missing });

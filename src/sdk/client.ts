@@ -39,12 +39,21 @@ export interface ExecResult {
   signal: string;
   status: ExecutionOutcome;
   statusReason: string;
+  /** what the sandbox's network policy blocked while the command ran */
+  networkWarnings: string[];
   stdout: Buffer;
   stderr: Buffer;
 }
 
 export type OutputEvent = { stream: "stdout" | "stderr"; data: Buffer };
-export interface ExitEvent { status: ExecutionOutcome; exitCode: number; signal: string; statusReason: string }
+export interface ExitEvent {
+  status: ExecutionOutcome;
+  exitCode: number;
+  signal: string;
+  statusReason: string;
+  /** what the sandbox's network policy blocked while the command ran */
+  networkWarnings: string[];
+}
 
 /** Default endpoint: root's system socket, else the user's runtime dir (matches the daemon's default). */
 export function defaultHost(env: NodeJS.ProcessEnv = process.env): string {
@@ -156,6 +165,7 @@ export class SandboxHandle {
       signal: exit?.signal ?? "",
       status: exit?.status ?? "FAILED",
       statusReason: exit?.statusReason ?? "the output stream ended without an exit status",
+      networkWarnings: exit?.networkWarnings ?? [],
       stdout: Buffer.concat(out),
       stderr: Buffer.concat(err),
     };
@@ -213,5 +223,6 @@ function exitEvent(exit: ExecutionExitJson): ExitEvent {
     exitCode: exit.exitCode ?? 0,
     signal: exit.signal ?? "",
     statusReason: exit.statusReason ?? "",
+    networkWarnings: exit.networkWarnings ?? [],
   };
 }

@@ -8,6 +8,7 @@ import { AGENT_PROTOCOL_VERSION } from "../agent-protocol/index.ts";
 import { createLinuxBackend, type BackendName } from "../backends/index.ts";
 import { hostPaths, loadRuntimeConfig, packageRoot, sandboxIdRange, type HostPaths, type RuntimeConfig } from "../config/index.ts";
 import { ImageStore } from "../image/index.ts";
+import { createNetworkManager, hostResolver, type NetworkManager } from "../network/index.ts";
 import type { Logger } from "../observability/index.ts";
 import { SandboxSupervisor } from "../sandbox/index.ts";
 import type { DaemonContext } from "./daemon-context.ts";
@@ -40,6 +41,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const backendOptions = { stateDir: paths.stateDir, runDir: paths.runDir, agentPath: paths.agentPath, idRange: sandboxIdRange, logger: log };
   const images = new ImageStore({ root: paths.imageDir, idRange: sandboxIdRange, logger: log });
   const config = opts.config ?? (await loadRuntimeConfig());
+  const network = await startNetwork(paths, log);
   const defaultBackend: BackendName = config.default_backend ?? "linux";
   const backendConfig = config.backends?.[defaultBackend] ?? {};
   const supervisor = await SandboxSupervisor.open({
@@ -54,6 +56,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     },
     defaultLaunchSeconds: backendConfig.launch_seconds ?? 30,
     warmPoolSize: opts.warmPoolSize ?? config.sandbox_lifecycle?.warm_pool_size ?? 1,
+    ...(network ? { network } : {}),
     logger: log,
   });
   const context: DaemonContext = { supervisor, images, defaultBackend, backendOptions, version, agentProtocolVersion: AGENT_PROTOCOL_VERSION };
@@ -70,6 +73,31 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       await supervisor.close();
     },
   };
+}
+
+/**
+ * Per-sandbox networking (netns, nftables, DNS policy). Without it the daemon still runs sandboxes, with
+ * loopback only, and refuses policies with allowlists (fail closed). CLEANROOM_DNS_SERVERS (ip[:port],…)
+ * replaces the host's resolvers for allowed names, e.g. to point tests at a DNS view of their own.
+ * A second daemon on one host needs its own CLEANROOM_NETWORK_TABLE, CLEANROOM_NETWORK_PREFIX ("xy-")
+ * and CLEANROOM_NETWORK_POOL, or the two would reconcile each other's sandboxes away.
+ */
+async function startNetwork(paths: HostPaths, log: Logger): Promise<NetworkManager | undefined> {
+  const env = process.env;
+  const servers = env.CLEANROOM_DNS_SERVERS?.split(",").map((s) => s.trim()).filter(Boolean);
+  try {
+    return await createNetworkManager({
+      stateDir: join(paths.stateDir, "network"),
+      ...(servers?.length ? { resolver: hostResolver({ servers }) } : {}),
+      ...(env.CLEANROOM_NETWORK_TABLE ? { tableName: env.CLEANROOM_NETWORK_TABLE } : {}),
+      ...(env.CLEANROOM_NETWORK_PREFIX ? { interfacePrefix: env.CLEANROOM_NETWORK_PREFIX } : {}),
+      ...(env.CLEANROOM_NETWORK_POOL ? { pool: env.CLEANROOM_NETWORK_POOL } : {}),
+      logger: log,
+    });
+  } catch (err) {
+    log.error({ err }, "sandbox networking is unavailable: sandboxes get loopback only and allowlist policies are refused");
+    return undefined;
+  }
 }
 
 /** Maps every error leaving a handler, unary or mid-stream, to a ConnectError with a reason code. */

@@ -113,7 +113,13 @@ export function registerRoutes(router: ConnectRouter, daemon: DaemonContext): vo
           yield {
             event: {
               case: "exit",
-              value: { status: executionMessage(done).status, exitCode: done.exitCode ?? 0, signal: done.signal, statusReason: done.statusReason },
+              value: {
+                status: executionMessage(done).status,
+                exitCode: done.exitCode ?? 0,
+                signal: done.signal,
+                statusReason: done.statusReason,
+                networkWarnings: item.networkWarnings,
+              },
             },
           };
         }

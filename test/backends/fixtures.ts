@@ -10,7 +10,7 @@ import { hostPaths, sandboxIdRange, type IdRange } from "../../src/config/index.
 import { createLinuxBackend, type Backend, type LaunchSpec } from "../../src/backends/index.ts";
 
 export const busyboxPath = "/bin/busybox";
-const applets = ["sh", "cat", "ls", "id", "sleep", "echo", "unshare", "mount", "ps", "touch", "mkdir", "rm", "hostname", "nsenter", "grep"];
+const applets = ["sh", "cat", "ls", "id", "sleep", "echo", "unshare", "mount", "ps", "touch", "mkdir", "rm", "hostname", "nsenter", "grep", "ip"];
 
 /**
  * The agent the tests launch: the real one built by `bash agent/build.sh`. CLEANROOM_TEST_AGENT may

@@ -129,6 +129,8 @@ export function createLinuxBackend(options: LinuxBackendOptions): Backend {
       resources: checked.resources,
       idRange: opts.idRange,
       nofileLimit: nofile,
+      ...(checked.networkNamespacePath !== undefined ? { networkNamespacePath: checked.networkNamespacePath } : {}),
+      etcFiles: { hosts: layout.hostsFile, ...(checked.resolvConf !== undefined ? { resolvConf: layout.resolvConfFile } : {}) },
     });
     let socket: ListeningAgentSocket | undefined;
     let log: FileHandle | undefined;
@@ -138,6 +140,8 @@ export function createLinuxBackend(options: LinuxBackendOptions): Backend {
       const results = await Promise.allSettled([
         mountOverlay(plan, layout.rootfs).then(() => (mountMs = performance.now() - mountStarted)),
         writeFile(layout.config, JSON.stringify(spec), { mode: 0o600 }),
+        writeFile(layout.hostsFile, hostsFileFor(checked.hostname), { mode: 0o644 }),
+        ...(checked.resolvConf !== undefined ? [writeFile(layout.resolvConfFile, checked.resolvConf, { mode: 0o644 })] : []),
         listenAgentSocket(layout.agentSocket).then((s) => (socket = s)),
         open(layout.agentLog, "a", 0o600).then((f) => (log = f)),
       ]);
@@ -252,4 +256,9 @@ function pathExists(path: string): Promise<boolean> {
 
 function round(ms: number): number {
   return Math.round(ms * 10) / 10;
+}
+
+/** The sandbox's /etc/hosts: loopback names and its own hostname. */
+function hostsFileFor(hostname: string): string {
+  return `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${hostname}\n`;
 }

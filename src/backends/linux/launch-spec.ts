@@ -14,6 +14,8 @@ export interface CheckedLaunch {
   env: string[];
   hostname: string;
   lowerDirs: string[];
+  networkNamespacePath?: string;
+  resolvConf?: string;
 }
 
 /**
@@ -29,7 +31,17 @@ export function checkLaunchSpec(spec: LaunchSpec, defaults: Partial<SandboxResou
   }
   const hostname = spec.hostname ?? spec.sandboxId;
   if (!hostnamePattern.test(hostname)) throw new Error(`hostname ${JSON.stringify(hostname)} is not a valid host name label`);
+  const netns = spec.networkNamespacePath;
+  if (netns !== undefined && (typeof netns !== "string" || !isAbsolute(netns) || normalize(netns) !== netns || netns.length > 4096)) {
+    throw new Error(`network namespace path ${JSON.stringify(netns)?.slice(0, 200)} is not an absolute, normalized path`);
+  }
+  const resolvConf = spec.resolvConf;
+  if (resolvConf !== undefined && (typeof resolvConf !== "string" || Buffer.byteLength(resolvConf) > 64 * 1024 || resolvConf.includes("\0"))) {
+    throw new Error("resolv.conf contents must be text under 64 KiB");
+  }
   return {
+    ...(netns !== undefined ? { networkNamespacePath: netns } : {}),
+    ...(resolvConf !== undefined ? { resolvConf } : {}),
     resources: resolveResources(spec.resources, defaults),
     env: checkEnv(spec.imageConfig?.env ?? []),
     hostname,

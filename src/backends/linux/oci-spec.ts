@@ -22,7 +22,7 @@ export interface OciSpec {
   linux: {
     uidMappings: IdMapping[];
     gidMappings: IdMapping[];
-    namespaces: { type: "pid" | "network" | "ipc" | "uts" | "mount" | "user" | "cgroup" }[];
+    namespaces: { type: "pid" | "network" | "ipc" | "uts" | "mount" | "user" | "cgroup"; path?: string }[];
     resources: {
       devices: { allow: boolean; access: string }[];
       memory: { limit: number; swap: number };
@@ -56,6 +56,15 @@ export const maskedPaths: readonly string[] = [
   "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
 ];
 
+/**
+ * Masked on top of `maskedPaths` when /sys is the host's (a joined netns): the host's interfaces (other
+ * sandboxes' veths among them), its cgroup tree (every sandbox's id) and the kernel's debug and security views.
+ */
+export const hostSysMaskedPaths: readonly string[] = [
+  "/sys/class/net", "/sys/devices/virtual/net", "/sys/fs/cgroup", "/sys/fs/bpf", "/sys/fs/pstore", "/sys/fs/fuse",
+  "/sys/kernel/debug", "/sys/kernel/tracing", "/sys/kernel/security", "/sys/kernel/config",
+];
+
 export const readonlyPaths: readonly string[] = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
 
 const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -70,6 +79,10 @@ export interface SandboxSpecInput {
   idRange: IdRange;
   /** RLIMIT_NOFILE for the sandbox; runc cannot raise it above the daemon's hard limit */
   nofileLimit: number;
+  /** join this netns instead of a new, empty one */
+  networkNamespacePath?: string;
+  /** host files bind-mounted read-only over the sandbox's /etc/hosts and (when set) /etc/resolv.conf */
+  etcFiles?: { hosts: string; resolvConf?: string };
 }
 
 /** Renders the OCI bundle config of a sandbox whose PID 1 is the agent listening on fd 3. */
@@ -92,12 +105,20 @@ export function renderSandboxSpec(input: SandboxSpecInput): OciSpec {
     },
     root: { path: input.rootfsPath, readonly: false },
     hostname: input.hostname,
-    mounts: sandboxMounts(input.agentHostPath),
+    mounts: [...sandboxMounts(input.agentHostPath, input.networkNamespacePath !== undefined), ...etcMounts(input.etcFiles)],
     linux: {
       uidMappings: mapping,
       gidMappings: mapping.map((m) => ({ ...m })),
-      // a fresh network namespace holds only loopback: nothing leaves it until network/ wires a veth in
-      namespaces: [{ type: "user" }, { type: "mount" }, { type: "pid" }, { type: "ipc" }, { type: "uts" }, { type: "network" }, { type: "cgroup" }],
+      // without a path, a fresh network namespace holds only loopback; with one, network/ has wired a veth into it
+      namespaces: [
+        { type: "user" },
+        { type: "mount" },
+        { type: "pid" },
+        { type: "ipc" },
+        { type: "uts" },
+        input.networkNamespacePath === undefined ? { type: "network" } : { type: "network", path: input.networkNamespacePath },
+        { type: "cgroup" },
+      ],
       resources: {
         devices: [{ allow: false, access: "rwm" }],
         memory: { limit: memoryBytes, swap: memoryBytes },
@@ -106,7 +127,7 @@ export function renderSandboxSpec(input: SandboxSpecInput): OciSpec {
       },
       cgroupsPath: sandboxCgroupPath(input.sandboxId),
       seccomp: defaultSeccompProfile(),
-      maskedPaths: [...maskedPaths],
+      maskedPaths: input.networkNamespacePath === undefined ? [...maskedPaths] : [...maskedPaths, ...hostSysMaskedPaths],
       readonlyPaths: [...readonlyPaths],
     },
   };
@@ -132,7 +153,28 @@ function agentEnv(imageEnv: readonly string[]): string[] {
   return env;
 }
 
-function sandboxMounts(agentHostPath: string): OciSpec["mounts"] {
+/**
+ * sysfs can only be mounted by someone privileged over the netns; a joined netns belongs to the host's user
+ * namespace, not the sandbox's. Then /sys is a recursive read-only bind of the host's (the kernel refuses a
+ * non-recursive bind of a tree with locked submounts), and hostSysMaskedPaths hides what a fresh sysfs would not show.
+ */
+function sysMount(hostSys: boolean): OciSpec["mounts"][number] {
+  return hostSys
+    ? { destination: "/sys", type: "bind", source: "/sys", options: ["rbind", "ro", "nosuid", "noexec", "nodev"] }
+    : { destination: "/sys", type: "sysfs", source: "sysfs", options: ["nosuid", "noexec", "nodev", "ro"] };
+}
+
+/** The daemon's /etc/hosts and /etc/resolv.conf: read-only, so the sandbox cannot point DNS elsewhere through them. */
+function etcMounts(files: SandboxSpecInput["etcFiles"]): OciSpec["mounts"] {
+  if (!files) return [];
+  const options = ["bind", "ro", "nosuid", "nodev", "noexec"];
+  return [
+    { destination: "/etc/hosts", type: "bind", source: files.hosts, options },
+    ...(files.resolvConf ? [{ destination: "/etc/resolv.conf", type: "bind", source: files.resolvConf, options }] : []),
+  ];
+}
+
+function sandboxMounts(agentHostPath: string, hostSys: boolean): OciSpec["mounts"] {
   return [
     { destination: "/proc", type: "proc", source: "proc", options: ["nosuid", "noexec", "nodev"] },
     { destination: "/dev", type: "tmpfs", source: "tmpfs", options: ["nosuid", "strictatime", "mode=755", "size=65536k"] },
@@ -144,7 +186,7 @@ function sandboxMounts(agentHostPath: string): OciSpec["mounts"] {
     },
     { destination: "/dev/shm", type: "tmpfs", source: "shm", options: ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"] },
     { destination: "/dev/mqueue", type: "mqueue", source: "mqueue", options: ["nosuid", "noexec", "nodev"] },
-    { destination: "/sys", type: "sysfs", source: "sysfs", options: ["nosuid", "noexec", "nodev", "ro"] },
+    sysMount(hostSys),
     // the agent comes from the host, read-only: the sandbox can run it but never replace it
     { destination: agentPathInSandbox, type: "bind", source: agentHostPath, options: ["bind", "ro", "nosuid", "nodev"] },
   ];

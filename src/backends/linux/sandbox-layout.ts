@@ -15,6 +15,9 @@ export interface SandboxLayout {
   agentSocket: string;
   /** runc's and the agent's stdout/stderr */
   agentLog: string;
+  /** /etc/hosts and /etc/resolv.conf the daemon writes, bind-mounted read-only into the sandbox */
+  hostsFile: string;
+  resolvConfFile: string;
 }
 
 export function sandboxesDir(stateDir: string): string {
@@ -31,5 +34,7 @@ export function sandboxLayout(stateDir: string, sandboxId: string): SandboxLayou
     config: join(dir, "config.json"),
     agentSocket: join(dir, "agent.sock"),
     agentLog: join(dir, "agent.log"),
+    hostsFile: join(dir, "hosts"),
+    resolvConfFile: join(dir, "resolv.conf"),
   };
 }

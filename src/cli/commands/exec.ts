@@ -104,6 +104,7 @@ async function attach(execution: ExecutionHandle, opts: { tty: boolean; attachSt
       throw new CleanroomError("execution_failed", `execution ${execution.id} failed: ${exit.statusReason}`);
     }
     if (exit.status === "TIMED_OUT") process.stderr.write(`cleanroom: execution ${execution.id} timed out\n`);
+    for (const warning of exit.networkWarnings) process.stderr.write(`cleanroom: warning: ${warning}\n`);
     return exit.exitCode;
   } catch (err) {
     if (detach.signal.aborted) {

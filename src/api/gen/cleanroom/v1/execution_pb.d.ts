@@ -874,6 +874,13 @@ export declare type ExecutionExit = Message<"cleanroom.v1.ExecutionExit"> & {
    * @generated from field: string status_reason = 4;
    */
   statusReason: string;
+
+  /**
+   * what the network policy blocked while the execution ran (connection attempts, refused DNS queries)
+   *
+   * @generated from field: repeated string network_warnings = 5;
+   */
+  networkWarnings: string[];
 };
 
 /**
@@ -899,6 +906,13 @@ export declare type ExecutionExitJson = {
    * @generated from field: string status_reason = 4;
    */
   statusReason?: string;
+
+  /**
+   * what the network policy blocked while the execution ran (connection attempts, refused DNS queries)
+   *
+   * @generated from field: repeated string network_warnings = 5;
+   */
+  networkWarnings?: string[];
 };
 
 /**

@@ -1,0 +1,73 @@
+import type { NetworkEvent, NetworkManager, SandboxNetwork, SandboxNetworkSpec } from "../network/index.ts";
+import type { CompiledPolicy } from "../policy/index.ts";
+import type { SandboxEventLog } from "./event-log.ts";
+import type { SandboxRecord } from "./records.ts";
+
+/** The stage in force once a sandbox is READY (repository and block stages come with repository bootstrap). */
+const RUNNING_STAGE = "execution";
+
+/** What a sandbox may reach: its policy's stages (no policy: nothing), or anything under --dangerously-allow-all. */
+export function networkSpecOf(record: Pick<SandboxRecord, "id" | "policy" | "dangerouslyAllowAll">): SandboxNetworkSpec {
+  const stages: Record<string, CompiledPolicy["network"]["stages"]["execution"]> = record.policy ? { ...record.policy.network.stages } : {};
+  return { sandboxId: record.id, stages, initialStage: record.policy ? RUNNING_STAGE : null, allowAll: record.dangerouslyAllowAll };
+}
+
+/**
+ * The sandbox part's use of network/: per-sandbox netns and rules when a manager is configured, plain
+ * loopback-only sandboxes when it is not (then allowlists cannot be enforced and policies needing them fail closed).
+ */
+export class SandboxNetworks {
+  readonly #manager: NetworkManager | undefined;
+
+  constructor(manager: NetworkManager | undefined, events: SandboxEventLog) {
+    this.#manager = manager;
+    manager?.events.on("event", (event) => recordNetworkEvent(events, event));
+  }
+
+  /** Whether allowlisted egress can be enforced at all. */
+  get enforcesAllowlists(): boolean {
+    return this.#manager !== undefined;
+  }
+
+  setUp(record: SandboxRecord): Promise<SandboxNetwork | undefined> {
+    return this.#manager ? this.#manager.setUp(networkSpecOf(record)) : Promise.resolve(undefined);
+  }
+
+  /** A running sandbox after a daemon restart: its rules and DNS listener come back. */
+  async restore(record: SandboxRecord): Promise<void> {
+    await this.#manager?.restore(networkSpecOf(record));
+  }
+
+  async tearDown(sandboxId: string): Promise<void> {
+    await this.#manager?.tearDown(sandboxId);
+  }
+
+  /** Removes the network of every sandbox not in `live`. */
+  async reconcile(live: Iterable<string>): Promise<string[]> {
+    return this.#manager ? (await this.#manager.reconcile(live)).removed : [];
+  }
+
+  /** Records the events of packets dropped until now (the kernel log is otherwise polled). */
+  async flushEvents(): Promise<void> {
+    await this.#manager?.flushEvents();
+  }
+
+  async close(): Promise<void> {
+    await this.#manager?.close();
+  }
+}
+
+function recordNetworkEvent(events: SandboxEventLog, event: NetworkEvent): void {
+  if (event.type === "connection_blocked") {
+    const where = event.port === null ? event.destination : `${event.destination}:${event.port}`;
+    events.record(event.sandboxId, event.type, `blocked ${event.protocol} connection to ${where}`, {
+      reasonCode: event.reason,
+      attributes: { destination: event.destination, port: String(event.port ?? ""), protocol: event.protocol, target: event.target },
+    });
+  } else {
+    events.record(event.sandboxId, event.type, `refused DNS query for ${event.name} (${event.queryType})`, {
+      reasonCode: event.reason,
+      attributes: { name: event.name, query_type: event.queryType },
+    });
+  }
+}
