@@ -10,7 +10,7 @@ import { startTestDaemon, ensureBaseImage, cliPath, repoRoot } from "../test/fix
 const RUNS = Number(process.env.BENCH_RUNS ?? 15);
 const WARMUP = 2;
 /** pause between runs, as between a person's commands: lets the previous sandbox's teardown and the pool refill finish */
-const SETTLE_MS = Number(process.env.BENCH_SETTLE_MS ?? 400);
+const SETTLE_MS = Number(process.env.BENCH_SETTLE_MS ?? 1000);
 const cleanups: (() => unknown)[] = [];
 
 interface Timing { firstOutputMs: number; totalMs: number }
@@ -82,7 +82,7 @@ async function main(): Promise<void> {
     }
   }
 
-  console.log(`\nTTI benchmark, ${RUNS} runs each after ${WARMUP} warm-ups (medians, ms)`);
+  console.log(`\nTTI benchmark, ${RUNS} runs each after ${WARMUP} warm-ups, ${SETTLE_MS} ms apart (medians, ms)`);
   for (const r of [nodeBare, bareRunc, tti, execIn]) {
     console.log(`  ${r.name.padEnd(50)} first output ${r.first.toFixed(1).padStart(7)}   exit ${r.total.toFixed(1).padStart(7)}`);
   }
