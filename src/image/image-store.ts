@@ -41,13 +41,11 @@ export class ImageStore {
   readonly refs: RefIndex;
   readonly logger: Logger;
   private readonly client: RegistryClient;
-  private readonly idRange: IdRange;
   private ready: Promise<void> | undefined;
 
   constructor(opts: { root: string; idRange: IdRange; logger?: Logger; registry?: RegistryOptions }) {
     this.layout = new StoreLayout(opts.root);
     this.logger = opts.logger ?? silentLogger();
-    this.idRange = opts.idRange;
     this.blobs = new BlobStore(this.layout);
     this.layers = new LayerStore(this.layout, opts.idRange, this.logger);
     this.refs = new RefIndex(this.layout);

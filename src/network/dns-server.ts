@@ -3,8 +3,8 @@
  * address. The packet's source says which sandbox asks (anti-spoofed by nft), never anything in the message.
  * Everything is bounded: message size, queries per second, queries in flight, TCP connections and their life.
  */
-import { createSocket, type Socket as UdpSocket } from "node:dgram";
-import { createServer, type Server, type Socket } from "node:net";
+import { createSocket } from "node:dgram";
+import { createServer, type Socket } from "node:net";
 import { maxQueryBytes, maxUdpAnswerBytes } from "./dns-message.ts";
 
 export interface DnsListenerOptions {

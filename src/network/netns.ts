@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { access, mkdir, readdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { runCommand, tryCommand, describeFailure } from "../host-command/index.ts";
+import { runCommand } from "../host-command/index.ts";
 import type { AddressPair } from "./address-pool.ts";
 import { hostInterfaceName, netnsName, netnsPath, sandboxIdOfName, type NetworkNaming } from "./names.ts";
 

@@ -88,7 +88,7 @@ test("destroy cleans a half-created sandbox: state dir and overlay mount, no run
 test("after a daemon crash a fresh backend finds the orphan and destroys it from disk alone", async (t) => {
   const w = await testWorld(t);
   const spec = w.spec();
-  const launched = await w.backend.launch(spec);
+  await w.backend.launch(spec);
   // the "restarted daemon": a new backend instance over the same dirs, with no memory of the launch
   const restarted = createLinuxBackend({ stateDir: w.stateDir, runDir: w.runDir, agentPath: testAgentPath(), idRange: w.idRange });
   assert.deepEqual(await restarted.listSandboxIds(), [spec.sandboxId]);

@@ -2,14 +2,14 @@
 // the host by a veth pair the test makes, a NetworkManager with its own nft table, interface prefix, pool and
 // state dir, and probes that run inside sandbox netns as their workload. Everything is removed in t.after by
 // the fixture itself (not through the code under test), even when the test failed.
-import { execFileSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import type { TestContext } from "node:test";
-import { startInNetns, startUpstream, killAndWait } from "../fixtures/upstream.ts";
+import { unwind } from "../fixtures/cleanup.ts";
+import { killAndWait, run, startInNetns, startUpstream, tryRun } from "../fixtures/upstream.ts";
 import { createNetworkManager, hostResolver, type NetworkEvent, type NetworkManager, type NetworkManagerOptions, type SandboxNetwork, type SandboxNetworkSpec } from "../../src/network/index.ts";
 
 const here = import.meta.dirname;
@@ -61,18 +61,6 @@ export function newSandboxId(): string {
   return Array.from({ length: 12 }, () => alphabet[Math.floor(Math.random() * alphabet.length)]).join("");
 }
 
-function run(cmd: string, args: string[]): string {
-  return execFileSync(cmd, args, { encoding: "utf8", timeout: 15_000, stdio: ["ignore", "pipe", "pipe"] });
-}
-
-function tryRun(cmd: string, args: string[]): void {
-  try {
-    run(cmd, args);
-  } catch {
-    // already gone
-  }
-}
-
 /** A prefix ("tq-") and octet no other world (or anything else) on this host uses right now. */
 function pickUnique(): { prefix: string; octet: number } {
   const names = [...readdirSync("/sys/class/net"), ...(existsSync("/run/netns") ? readdirSync("/run/netns") : [])];
@@ -89,17 +77,7 @@ function pickUnique(): { prefix: string; octet: number } {
 
 export async function netWorld(t: TestContext, opts: Partial<NetworkManagerOptions> = {}): Promise<NetWorld> {
   const cleanups: (() => unknown)[] = [];
-  t.after(async () => {
-    const errors: unknown[] = [];
-    while (cleanups.length) {
-      try {
-        await cleanups.pop()!();
-      } catch (err) {
-        errors.push(err);
-      }
-    }
-    if (errors.length) throw new AggregateError(errors, "network world cleanup failed");
-  });
+  t.after(() => unwind(cleanups, "network world cleanup failed"));
   const forwardingBefore = readFileSync("/proc/sys/net/ipv4/ip_forward", "utf8").trim();
   const { prefix, octet } = pickUnique();
   const table = `crtest_${prefix[1]}${process.pid}`;
