@@ -2,6 +2,7 @@
 // The door stays light: zod and yaml load only when a policy file is actually read or verified.
 import type { LoadedPolicy } from "./load.ts";
 import type { CompiledPolicy } from "./compile.ts";
+import { findPolicyFile } from "./locate.ts";
 
 export { compilePolicy, canonicalJson, policyHash, requiredCapabilities, STAGES, type CompiledPolicy, type CompiledBlock, type Stage } from "./compile.ts";
 export { findPolicyFile, POLICY_FILES } from "./locate.ts";
@@ -13,9 +14,10 @@ export async function loadPolicyFile(path: string, warnings: string[] = []): Pro
   return (await import("./load.ts")).loadPolicyFile(path, warnings);
 }
 
-/** The compiled policy of a repository directory, or undefined when it has no policy file. */
+/** The compiled policy of a repository directory, or undefined when it has no policy file (then nothing heavy loads). */
 export async function loadRepositoryPolicy(dir: string): Promise<LoadedPolicy | undefined> {
-  return (await import("./load.ts")).loadRepositoryPolicy(dir);
+  const found = await findPolicyFile(dir);
+  return found && loadPolicyFile(found.path, found.warnings);
 }
 
 /** The daemon's check of a client's compiled policy: well-formed, canonical, matching its hash; else `policy_invalid`. */

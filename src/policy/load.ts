@@ -2,7 +2,6 @@ import { readFile, stat } from "node:fs/promises";
 import { MAX_YAML_BYTES, parseYaml } from "../config/index.ts";
 import { CleanroomError } from "../errors/index.ts";
 import { compilePolicy, policyHash, type CompiledPolicy } from "./compile.ts";
-import { findPolicyFile } from "./locate.ts";
 import { policyFileSchema } from "./schema.ts";
 
 export interface LoadedPolicy {
@@ -21,10 +20,4 @@ export async function loadPolicyFile(path: string, warnings: string[] = []): Pro
   const file = await parseYaml(text, policyFileSchema, path, "policy_invalid");
   const policy = compilePolicy(file);
   return { source: path, policy, hash: policyHash(policy), warnings };
-}
-
-/** The compiled policy of a repository directory, or undefined when it has no policy file. */
-export async function loadRepositoryPolicy(dir: string): Promise<LoadedPolicy | undefined> {
-  const found = await findPolicyFile(dir);
-  return found && loadPolicyFile(found.path, found.warnings);
 }

@@ -116,7 +116,7 @@ export class SandboxSupervisor {
     const backend = this.#backend(input.backend);
     const policy = input.policy?.policy;
     if (policy) checkPolicySupported(policy, backend, this.#networks.enforcesAllowlists);
-    const resources = this.#resources({ ...input.resources, ...(policy ? policyFloors(policy, input.resources) : {}) });
+    const resources = this.#resources(input.resources, policy && policyFloors(policy));
     const imageRef = input.imageRef || policy?.image.ref || DEFAULT_BASE_IMAGE_REF;
     const now = new Date().toISOString();
     const record: SandboxRecord = {
@@ -333,14 +333,11 @@ export class SandboxSupervisor {
     return this.#backend(record.backend);
   }
 
-  #resources(requested: Partial<SandboxResources> | undefined): SandboxResources {
-    // requested values are floors: they raise the host defaults, never lower them
+  /** Requested and policy values are floors: they raise the host defaults, never lower them. */
+  #resources(...floors: (Partial<SandboxResources> | undefined)[]): SandboxResources {
     const base = this.#opts.defaultResources;
-    return {
-      vcpus: Math.max(base.vcpus, requested?.vcpus ?? 0),
-      memoryMiB: Math.max(base.memoryMiB, requested?.memoryMiB ?? 0),
-      pidsLimit: Math.max(base.pidsLimit, requested?.pidsLimit ?? 0),
-    };
+    const highest = (key: keyof SandboxResources) => Math.max(base[key], ...floors.map((floor) => floor?.[key] ?? 0));
+    return { vcpus: highest("vcpus"), memoryMiB: highest("memoryMiB"), pidsLimit: highest("pidsLimit") };
   }
 
   /** After a restart (clean or kill -9): surviving sandboxes come back READY, dead ones FAILED, orphans removed. */
@@ -406,11 +403,10 @@ function checkPolicySupported(policy: CompiledPolicy, backend: Backend, enforces
   if (unsupported.length) throw new CleanroomError("failed_precondition", `this daemon does not run ${unsupported.join(", ")} yet; remove them from the policy to create the sandbox`);
 }
 
-/** `sandbox.resources` are floors: they raise the daemon's defaults, never lower them. */
-function policyFloors(policy: CompiledPolicy, requested: Partial<SandboxResources> | undefined): Partial<SandboxResources> {
-  const memoryMiB = policy.resources.memoryBytes !== undefined ? Math.ceil(policy.resources.memoryBytes / 1024 ** 2) : 0;
+/** The policy's `sandbox.resources` in the daemon's units. */
+function policyFloors(policy: CompiledPolicy): Partial<SandboxResources> {
   return {
-    vcpus: Math.max(requested?.vcpus ?? 0, policy.resources.vcpus ?? 0),
-    memoryMiB: Math.max(requested?.memoryMiB ?? 0, memoryMiB),
+    vcpus: policy.resources.vcpus ?? 0,
+    memoryMiB: policy.resources.memoryBytes !== undefined ? Math.ceil(policy.resources.memoryBytes / 1024 ** 2) : 0,
   };
 }

@@ -1,6 +1,7 @@
 import type {
   ExecutionExitJson, ExecutionJson, ExecutionService, HostService, ImageService, SandboxJson, SandboxService,
 } from "../api/index.ts";
+import { defaultSocketPath } from "../config/index.ts";
 import { JsonTransport, parseEndpoint, type JsonClient } from "./connect-json.ts";
 
 export interface CleanroomOptions {
@@ -55,10 +56,9 @@ export interface ExitEvent {
   networkWarnings: string[];
 }
 
-/** Default endpoint: root's system socket, else the user's runtime dir (matches the daemon's default). */
+/** Default endpoint: the socket the daemon listens on by default (root's, else the user's runtime dir). */
 export function defaultHost(env: NodeJS.ProcessEnv = process.env): string {
-  if (process.getuid?.() === 0 || !env.XDG_RUNTIME_DIR) return "unix:///var/run/cleanroom/cleanroom.sock";
-  return `unix://${env.XDG_RUNTIME_DIR}/cleanroom/cleanroom.sock`;
+  return `unix://${defaultSocketPath(env)}`;
 }
 
 /** Drops an enum's type prefix: "SANDBOX_STATUS_READY" → "READY". */

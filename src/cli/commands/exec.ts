@@ -1,5 +1,5 @@
 import { CleanroomError } from "../../errors/index.ts";
-import { canonicalJson, findPolicyFile, loadPolicyFile } from "../../policy/index.ts";
+import { canonicalJson, loadRepositoryPolicy, type LoadedPolicy } from "../../policy/index.ts";
 import { Cleanroom, type ExecutionHandle, type ExitEvent, type SandboxHandle } from "../../sdk/index.ts";
 
 export interface ExecFlags {
@@ -59,16 +59,20 @@ export async function runExec(args: string[], flags: ExecFlags, mode: { console:
 }
 
 /**
- * The compiled policy of the repository at `dir` (default: here), to send with a new sandbox; warnings go to
- * stderr. No policy file: undefined (default image, no egress). Only then are zod and yaml loaded.
+ * The policy of the repository at `dir` (default: here). No policy file is fine for the current directory
+ * (default image, no egress) and an error for a directory the user named or when `required`.
  */
+export async function readRepositoryPolicy(dir: string | undefined, required = false): Promise<LoadedPolicy | undefined> {
+  const where = dir ?? process.cwd();
+  const loaded = await loadRepositoryPolicy(where);
+  if (!loaded && (dir || required)) throw new CleanroomError("policy_invalid", `no cleanroom.yaml or .buildkite/cleanroom.yaml in ${where}`);
+  return loaded;
+}
+
+/** The compiled policy to send with a new sandbox; its warnings go to stderr. */
 export async function repositoryPolicy(dir: string | undefined): Promise<{ json: string; hash: string } | undefined> {
-  const found = await findPolicyFile(dir ?? process.cwd());
-  if (!found) {
-    if (dir) throw new CleanroomError("policy_invalid", `no cleanroom.yaml or .buildkite/cleanroom.yaml in ${dir}`);
-    return undefined;
-  }
-  const loaded = await loadPolicyFile(found.path, found.warnings);
+  const loaded = await readRepositoryPolicy(dir);
+  if (!loaded) return undefined;
   for (const warning of loaded.warnings) process.stderr.write(`cleanroom: warning: ${warning}\n`);
   return { json: canonicalJson(loaded.policy), hash: loaded.hash };
 }

@@ -1,13 +1,9 @@
-import { findPolicyFile, loadPolicyFile } from "../../policy/index.ts";
-import { CleanroomError } from "../../errors/index.ts";
 import { printJson } from "../output.ts";
+import { readRepositoryPolicy } from "./exec.ts";
 
 /** `policy validate`: the source path and hash, or the first mistake with file:line:column. */
 export async function validatePolicy(flags: { chdir?: string; json?: boolean }): Promise<number> {
-  const dir = flags.chdir ?? process.cwd();
-  const found = await findPolicyFile(dir);
-  if (!found) throw new CleanroomError("policy_invalid", `no cleanroom.yaml or .buildkite/cleanroom.yaml in ${dir}`);
-  const loaded = await loadPolicyFile(found.path, found.warnings);
+  const loaded = (await readRepositoryPolicy(flags.chdir, true))!;
   if (flags.json) {
     printJson({ source: loaded.source, policy_hash: loaded.hash, warnings: loaded.warnings, policy: loaded.policy });
     return 0;
