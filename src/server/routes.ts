@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
 import { createWritableIterable } from "@connectrpc/connect/protocol";
 import {
-  CreatePhase, CreateSandboxStreamResponseSchema, ExecutionService, HostService, ImageService, SandboxService,
+  CreatePhase, CreateSandboxStreamResponseSchema, ExecutionService, ExecutionStatus, HostService, ImageService, SandboxService,
   type CreateSandboxRequest, type ImageProgress as ImageProgressMessage,
 } from "../api/index.ts";
 import { probeHost } from "../backends/index.ts";
@@ -114,7 +114,7 @@ export function registerRoutes(router: ConnectRouter, daemon: DaemonContext): vo
             event: {
               case: "exit",
               value: {
-                status: executionMessage(done).status,
+                status: ExecutionStatus[done.status],
                 exitCode: done.exitCode ?? 0,
                 signal: done.signal,
                 statusReason: done.statusReason,
