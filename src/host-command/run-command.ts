@@ -9,6 +9,8 @@ export interface RunOptions {
   env?: NodeJS.ProcessEnv;
   /** called with each complete stderr/stdout line, e.g. to report progress */
   onLine?: (line: string) => void;
+  /** written to the command's stdin, which is then closed (default: stdin is /dev/null) */
+  input?: string;
 }
 
 export interface RunResult {
@@ -55,12 +57,16 @@ export function describeFailure(cmd: string, args: readonly string[], result: Co
 export function tryCommand(cmd: string, args: readonly string[], opts: RunOptions): Promise<CommandResult> {
   const max = opts.maxOutputBytes ?? 1 << 20;
   return new Promise((resolve) => {
-    const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env ?? MINIMAL_ENV, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env ?? MINIMAL_ENV, stdio: [opts.input === undefined ? "ignore" : "pipe", "pipe", "pipe"] });
+    if (opts.input !== undefined) {
+      child.stdin?.on("error", () => undefined); // a command that exits without reading its input
+      child.stdin?.end(opts.input);
+    }
     const out = new BoundedText(max, false);
     const err = new BoundedText(max, true);
     const lines = opts.onLine ? new LineSplitter(opts.onLine) : undefined;
-    child.stdout.on("data", (c: Buffer) => { out.push(c); lines?.push(c); });
-    child.stderr.on("data", (c: Buffer) => { err.push(c); lines?.push(c); });
+    child.stdout!.on("data", (c: Buffer) => { out.push(c); lines?.push(c); });
+    child.stderr!.on("data", (c: Buffer) => { err.push(c); lines?.push(c); });
     let timedOut = false;
     const timer = setTimeout(() => { timedOut = true; child.kill("SIGKILL"); }, opts.timeoutMs);
     let startError: string | undefined;

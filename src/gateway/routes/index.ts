@@ -1,0 +1,7 @@
+import type { Route } from "../route.ts";
+import { fetchRoute } from "./fetch.ts";
+
+/** Every route the gateway serves, by its first path segment. */
+export function gatewayRoutes(): Route[] {
+  return [fetchRoute];
+}
