@@ -28,6 +28,8 @@ export interface LaunchSpec {
   networkNamespacePath?: string;
   /** contents of the sandbox's /etc/resolv.conf (network/ renders it: its DNS policy server); bind-mounted read-only */
   resolvConf?: string;
+  /** more /etc/hosts entries, name → IPv4 (e.g. gateway.cleanroom.internal → the sandbox's host address) */
+  extraHosts?: Record<string, string>;
 }
 
 export interface LaunchedSandbox {

@@ -123,6 +123,7 @@ export function buildProgram(): Command {
 
   program.command("serve").description("run the daemon (root)")
     .option("--listen <url>", "unix:///path or http://127.0.0.1:port (default unix:///var/run/cleanroom/cleanroom.sock)")
+    .option("--gateway-listen <addr>", "where sandboxes reach the gateway: :PORT on every address, IPV4:PORT, :0 ephemeral (default :8170; env CLEANROOM_GATEWAY_LISTEN)")
     .option("--log-level <level>", "trace|debug|info|warn|error")
     .option("--warm-pool <n>", "spare sandboxes of the default shape kept ready, 0-16 (default 1; env CLEANROOM_WARM_POOL)")
     .action(action(async (flags: Record<string, unknown>) => (await import("./commands/serve.ts")).serve(flags)));

@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
 import { z } from "zod";
 import { CleanroomError } from "../errors/index.ts";
 import { runtimeConfigPath } from "./paths.ts";
@@ -13,6 +14,45 @@ const backendSettings = z.strictObject({
   launch_seconds: z.number().int().min(1).max(3600).optional(),
 });
 
+const upstreamHost = z
+  .string()
+  .max(259)
+  .regex(/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[1-9][0-9]{0,4})?$/, "expected a lowercase host or host:port");
+const ipv4Cidr = z.string().regex(/^(\d{1,3}\.){3}\d{1,3}\/\d{1,2}$/, "expected an IPv4 CIDR block like 10.0.0.0/8");
+const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "expected an environment variable name");
+
+/** `gateway:` — how the host gateway reaches upstreams. Paths relative to the config file resolve against it. */
+const gatewaySettings = z.strictObject({
+  git: z.strictObject({ cache_hosts: z.array(upstreamHost).max(1000).optional() }).optional(),
+  oci: z.strictObject({ registries: z.record(upstreamHost, z.url({ protocol: /^https?$/ })).optional() }).optional(),
+  npm: z.strictObject({ registry: upstreamHost.optional() }).optional(),
+  go: z.strictObject({ proxy: upstreamHost.optional() }).optional(),
+  rubygems: z.strictObject({ host: upstreamHost.optional() }).optional(),
+  upstream: z
+    .strictObject({
+      /** upstream addresses in these blocks may be dialled (private ranges are refused otherwise) */
+      allow_private_cidrs: z.array(ipv4Cidr).max(100).optional(),
+      /** extra PEM bundle trusted for upstream TLS */
+      ca_file: z.string().min(1).optional(),
+    })
+    .optional(),
+  credentials: z
+    .strictObject({
+      /** upstream host → daemon env var holding its token */
+      env: z.record(upstreamHost, envName).optional(),
+      github_app: z
+        .strictObject({
+          app_id: z.union([z.string().regex(/^\d+$/), z.number().int().positive()]).transform(String),
+          installation_id: z.union([z.string().regex(/^\d+$/), z.number().int().positive()]).transform(String),
+          private_key_file: z.string().min(1),
+          repo_prefixes: z.array(z.string().regex(/^[A-Za-z0-9_.-]+\/([A-Za-z0-9_.-]*)$/, "expected owner/ or owner/repo")).min(1),
+        })
+        .optional(),
+    })
+    .optional(),
+  max_object_bytes: z.number().int().min(1024).optional(),
+});
+
 /**
  * `$XDG_CONFIG_HOME/cleanroom/config.yaml`, strict: an unknown key fails rather than being ignored.
  * This build reads the keys below; the rest of Cleanroom's config surface arrives with the features it configures.
@@ -22,6 +62,7 @@ export const runtimeConfigSchema = z.strictObject({
   control_host: z.string().regex(/^(unix:\/\/\/|http:\/\/|https:\/\/)/, "expected unix:///path or http(s)://host:port").optional(),
   backends: z.strictObject({ linux: backendSettings.optional(), gvisor: backendSettings.optional(), qemu: backendSettings.optional() }).optional(),
   sandbox_lifecycle: z.strictObject({ warm_pool_size: z.number().int().min(0).max(16).optional() }).optional(),
+  gateway: gatewaySettings.optional(),
 });
 
 export type RuntimeConfig = z.infer<typeof runtimeConfigSchema>;
@@ -35,5 +76,14 @@ export function loadRuntimeConfig(path: string = runtimeConfigPath()): RuntimeCo
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return {};
     throw new CleanroomError("invalid_argument", `cannot read ${path}: ${(err as Error).message}`);
   }
-  return parseYamlDocument(text, runtimeConfigSchema, path, "invalid_argument");
+  return resolveRelativePaths(parseYamlDocument(text, runtimeConfigSchema, path, "invalid_argument"), dirname(resolve(path)));
+}
+
+/** File paths in the config are relative to the config file, not to wherever the daemon was started. */
+function resolveRelativePaths(config: RuntimeConfig, base: string): RuntimeConfig {
+  const upstream = config.gateway?.upstream;
+  if (upstream?.ca_file) upstream.ca_file = resolve(base, upstream.ca_file);
+  const app = config.gateway?.credentials?.github_app;
+  if (app) app.private_key_file = resolve(base, app.private_key_file);
+  return config;
 }

@@ -72,6 +72,10 @@ export interface GatewaySettings {
   githubApp?: GithubAppSettings;
   /** largest object the gateway fetches or caches; default 8 GiB */
   maxObjectBytes?: number;
+  /** the Go module proxy `/goproxy/` serves from, `host[:port]` (default proxy.golang.org) */
+  goProxy?: string;
+  /** the RubyGems host `/rubygems/` serves from, `host[:port]` (default rubygems.org) */
+  rubygemsHost?: string;
 }
 
 export interface GithubAppSettings {

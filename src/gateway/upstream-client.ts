@@ -49,9 +49,11 @@ export class UpstreamClient {
   readonly #guarded: Agent;
   readonly #trusted: Agent;
   readonly #guard: AddressGuard;
+  readonly #resolver: UpstreamResolver;
 
   constructor(opts: UpstreamClientOptions) {
     this.#guard = addressGuard(opts.allowPrivateCidrs);
+    this.#resolver = opts.resolver;
     const ca = opts.caFile ? [...rootCertificates, readFileSync(opts.caFile, "utf8")] : undefined;
     const agent = (lookup: LookupFunction) =>
       new Agent({ connect: { lookup, ...(ca ? { ca } : {}), timeout: 15_000 }, headersTimeout: 60_000, bodyTimeout: 120_000, connections: 64 });
@@ -62,6 +64,26 @@ export class UpstreamClient {
   /** Whether the address guard lets the gateway dial `address` (for routes that dial through other tools, e.g. git). */
   permitsAddress(address: string): boolean {
     return this.#guard.permits(address);
+  }
+
+  /**
+   * The address a tool that dials by itself (git) must be pinned to: `host` resolved as fetch resolves it, the
+   * first answer the address guard permits. Throws host_not_allowed when it permits none, upstream_error when
+   * the name does not resolve.
+   */
+  async resolveForDial(host: string, port: number): Promise<string> {
+    let candidates: string[];
+    if (isIP(host)) candidates = [host];
+    else {
+      try {
+        candidates = (await this.#resolver.resolve4(host)).map((a) => a.address);
+      } catch (err) {
+        throw upstreamError(`${host}: ${(err as Error).message}`, host);
+      }
+    }
+    const usable = candidates.find((address) => this.#guard.permits(address));
+    if (!usable) throw hostNotAllowed(`${host}:${port}`);
+    return usable;
   }
 
   /** Sends the request, following up to 5 redirects; each hop is checked as described above. */

@@ -34,6 +34,8 @@ export interface NetworkManager {
   /** Tears down every sandbox of this manager that is not in `liveSandboxIds`; returns the ids removed. */
   reconcile(liveSandboxIds: Iterable<string>): Promise<{ removed: string[] }>;
   lookup(sandboxId: string): SandboxNetwork | undefined;
+  /** The sandbox whose eth0 has `sandboxAddress`: its packets cannot carry another source (anti-spoof rules). */
+  sandboxAt(sandboxAddress: string): SandboxNetwork | undefined;
   /** connection_blocked and dns_query_denied events of every sandbox of this manager */
   readonly events: NetworkEvents;
   /**
@@ -202,6 +204,11 @@ class SandboxNetworks implements NetworkManager {
   lookup(sandboxId: string): SandboxNetwork | undefined {
     const st = this.sandboxes.get(sandboxId);
     return st ? this.handleOf(sandboxId, st) : undefined;
+  }
+
+  sandboxAt(sandboxAddress: string): SandboxNetwork | undefined {
+    for (const [id, st] of this.sandboxes) if (st.pair.sandboxAddress === sandboxAddress) return this.handleOf(id, st);
+    return undefined;
   }
 
   async flushEvents(): Promise<void> {

@@ -25,7 +25,7 @@ export interface ExecutionInput {
 
 export type ExecutionStreamItem = { output: OutputChunk } | { exit: ExecutionRecord; networkWarnings: string[] };
 
-const NETWORK_EVENT_TYPES = ["connection_blocked", "dns_query_denied"] as const;
+const NETWORK_EVENT_TYPES = ["connection_blocked", "dns_query_denied", "gateway_request"] as const;
 const MAX_NETWORK_WARNINGS = 20;
 
 const MAX_COMMAND_ARGS = 4096;
@@ -217,7 +217,9 @@ export class ExecutionRunner {
   /** What the network policy blocked in the execution's sandbox while it ran. */
   #networkWarnings(record: ExecutionRecord): string[] {
     if (!record.startedAt) return [];
-    const events = this.#events.since(record.sandboxId, record.startedAt, NETWORK_EVENT_TYPES);
+    const events = this.#events
+      .since(record.sandboxId, record.startedAt, NETWORK_EVENT_TYPES)
+      .filter((event) => event.type !== "gateway_request" || event.attributes.action === "deny");
     return events.slice(0, MAX_NETWORK_WARNINGS).map((event) => `${event.message} (${event.reasonCode})`);
   }
 

@@ -38,6 +38,15 @@ export class SandboxNetworks {
     await this.#manager?.restore(networkSpecOf(record));
   }
 
+  lookup(sandboxId: string): SandboxNetwork | undefined {
+    return this.#manager?.lookup(sandboxId);
+  }
+
+  /** The sandbox whose (anti-spoofed) address is `sandboxAddress`. */
+  sandboxAt(sandboxAddress: string): SandboxNetwork | undefined {
+    return this.#manager?.sandboxAt(sandboxAddress);
+  }
+
   async tearDown(sandboxId: string): Promise<void> {
     await this.#manager?.tearDown(sandboxId);
   }

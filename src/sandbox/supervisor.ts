@@ -4,13 +4,15 @@ import { connectAgent, type AgentClient } from "../agent-protocol/index.ts";
 import type { Backend, BackendName } from "../backends/index.ts";
 import { CleanroomError, isCleanroomError, messageOf } from "../errors/index.ts";
 import { DEFAULT_BASE_IMAGE_REF, type ImageProgress, type ImageStore } from "../image/index.ts";
+import type { GatewayAuditEvent, GatewayCaller } from "../gateway/index.ts";
 import type { NetworkManager } from "../network/index.ts";
 import type { Logger } from "../observability/index.ts";
 import { requiredCapabilities, type CompiledPolicy } from "../policy/index.ts";
 import { SandboxEventLog } from "./event-log.ts";
-import { ExecutionRunner, type ExecutionInput, type ExecutionStreamItem } from "./execution-runner.ts";
+import { ExecutionRunner, mergeEnv, type ExecutionInput, type ExecutionStreamItem } from "./execution-runner.ts";
 import { newSandboxId, SANDBOX_ID_PATTERN } from "./ids.ts";
 import { LIVE_SANDBOX_STATUSES, type ExecutionRecord, type SandboxEventRecord, type SandboxRecord, type SandboxResources, type SandboxStatus } from "./records.ts";
+import { SandboxGateway, type GatewayAccess } from "./sandbox-gateway.ts";
 import { SandboxNetworks } from "./sandbox-network.ts";
 import { StateStore } from "./store.ts";
 import { WarmPool } from "./warm-pool.ts";
@@ -27,6 +29,8 @@ export interface SupervisorOptions {
   warmPoolSize: number;
   /** per-sandbox netns, nftables and DNS policy; without it sandboxes get loopback only and allowlists cannot be enforced */
   network?: NetworkManager;
+  /** the host gateway: sandboxes get its name in /etc/hosts and executions the env that points tools at it */
+  gateway?: GatewayAccess;
   logger: Logger;
 }
 
@@ -63,6 +67,7 @@ export class SandboxSupervisor {
   readonly #log: Logger;
   readonly #pool: WarmPool;
   readonly #networks: SandboxNetworks;
+  readonly #gateway: SandboxGateway;
 
   private constructor(opts: SupervisorOptions, store: StateStore) {
     this.#opts = opts;
@@ -70,6 +75,7 @@ export class SandboxSupervisor {
     this.#log = opts.logger;
     this.#events = new SandboxEventLog(store);
     this.#networks = new SandboxNetworks(opts.network, this.#events);
+    this.#gateway = new SandboxGateway(opts.gateway, this.#networks, (id) => this.#store.getSandbox(id), this.#events);
     this.#pool = new WarmPool({ size: opts.warmPoolSize, launch: () => this.#launchNew({}, true), logger: opts.logger });
     this.#runner = new ExecutionRunner({
       store,
@@ -153,6 +159,7 @@ export class SandboxSupervisor {
         imageConfig: { env: image.config.env, workingDir: image.config.workingDir, user: image.config.user },
         resources,
         ...(network ? { networkNamespacePath: network.netnsPath, resolvConf: network.resolvConf } : {}),
+        extraHosts: this.#gateway.hostsFor(network),
       });
       const launchMs = (input.launchSeconds || this.#opts.defaultLaunchSeconds) * 1000;
       const agent = connectAgent(launched.agentSocketPath, { timeoutMs: launchMs });
@@ -208,7 +215,17 @@ export class SandboxSupervisor {
     if (sandbox.status !== "READY") {
       throw new CleanroomError("failed_precondition", `sandbox ${sandbox.id} is ${sandbox.status}, not READY`);
     }
-    return this.#runner.start(input, sandbox.imageDefaults);
+    const defaults = sandbox.imageDefaults ?? { env: [], workingDir: "", user: "" };
+    return this.#runner.start(input, { ...defaults, env: mergeEnv(defaults.env, this.#gateway.environmentFor(sandbox)) });
+  }
+
+  /** The gateway's question "which sandbox is calling?" (see SandboxGateway.callerAt). */
+  gatewayCallerAt(remoteAddress: string, localAddress: string): GatewayCaller | undefined {
+    return this.#gateway.callerAt(remoteAddress, localAddress);
+  }
+
+  recordGatewayAudit(event: GatewayAuditEvent): void {
+    this.#gateway.recordAudit(event);
   }
 
   streamExecution(executionId: string, follow: boolean, signal: AbortSignal): AsyncGenerator<ExecutionStreamItem> {

@@ -8,7 +8,8 @@ import { AGENT_PROTOCOL_VERSION } from "../agent-protocol/index.ts";
 import { createLinuxBackend, type BackendName } from "../backends/index.ts";
 import { hostPaths, loadRuntimeConfig, packageRoot, sandboxIdRange, type HostPaths, type RuntimeConfig } from "../config/index.ts";
 import { ImageStore } from "../image/index.ts";
-import { createNetworkManager, hostResolver, type NetworkManager } from "../network/index.ts";
+import { startGateway, type Gateway, type GatewaySettings } from "../gateway/index.ts";
+import { createNetworkManager, hostResolver, type HostResolver, type NetworkManager } from "../network/index.ts";
 import type { Logger } from "../observability/index.ts";
 import { SandboxSupervisor } from "../sandbox/index.ts";
 import type { DaemonContext } from "./daemon-context.ts";
@@ -19,6 +20,8 @@ import { registerRoutes } from "./routes.ts";
 export interface DaemonOptions {
   /** `unix:///path` or `http://127.0.0.1:port`; default: the root socket */
   listen?: string;
+  /** `--gateway-listen`: ":8170" (default), "IPV4:PORT", ":0" for an ephemeral port */
+  gatewayListen?: string;
   paths?: HostPaths;
   /** spare sandboxes kept ready for `exec` in a new sandbox (default: config, else 1; 0 disables) */
   warmPoolSize?: number;
@@ -41,7 +44,19 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const backendOptions = { stateDir: paths.stateDir, runDir: paths.runDir, agentPath: paths.agentPath, idRange: sandboxIdRange, logger: log };
   const images = new ImageStore({ root: paths.imageDir, idRange: sandboxIdRange, logger: log });
   const config = opts.config ?? (await loadRuntimeConfig());
-  const network = await startNetwork(paths, log);
+  const resolver = upstreamResolver();
+  // the gateway starts first: the network rules admit its port; it asks the supervisor who is calling
+  let supervisorRef: SandboxSupervisor | undefined;
+  const gateway = await startGateway({
+    listen: opts.gatewayListen ?? ":8170",
+    stateDir: join(paths.stateDir, "gateway"),
+    callers: (remote, local) => supervisorRef?.gatewayCallerAt(remote, local),
+    resolver,
+    settings: gatewaySettingsOf(config),
+    onAudit: (event) => supervisorRef?.recordGatewayAudit(event),
+    logger: log,
+  });
+  const network = await startNetwork(paths, log, resolver, gateway);
   const defaultBackend: BackendName = config.default_backend ?? "linux";
   const backendConfig = config.backends?.[defaultBackend] ?? {};
   const supervisor = await SandboxSupervisor.open({
@@ -57,19 +72,22 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     defaultLaunchSeconds: backendConfig.launch_seconds ?? 30,
     warmPoolSize: opts.warmPoolSize ?? config.sandbox_lifecycle?.warm_pool_size ?? 1,
     ...(network ? { network } : {}),
+    gateway,
     logger: log,
   });
+  supervisorRef = supervisor;
   const context: DaemonContext = { supervisor, images, defaultBackend, backendOptions, version, agentProtocolVersion: AGENT_PROTOCOL_VERSION };
   const handler = connectNodeAdapter({
     routes: (router) => registerRoutes(router, context),
     interceptors: [reasonCodeInterceptor(log)],
   });
   const listening = await listenHttp(parseListenAddress(opts.listen ?? `unix://${paths.socketPath}`), handler);
-  log.info({ url: listening.url, state_dir: paths.stateDir, version }, "cleanroom daemon listening");
+  log.info({ url: listening.url, gateway_port: gateway.port, state_dir: paths.stateDir, version }, "cleanroom daemon listening");
   return {
     url: listening.url,
     async close() {
       await closeServer(listening.server);
+      await gateway.close();
       await supervisor.close();
     },
   };
@@ -82,13 +100,13 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
  * A second daemon on one host needs its own CLEANROOM_NETWORK_TABLE, CLEANROOM_NETWORK_PREFIX ("xy-")
  * and CLEANROOM_NETWORK_POOL, or the two would reconcile each other's sandboxes away.
  */
-async function startNetwork(paths: HostPaths, log: Logger): Promise<NetworkManager | undefined> {
+async function startNetwork(paths: HostPaths, log: Logger, resolver: HostResolver, gateway: Gateway): Promise<NetworkManager | undefined> {
   const env = process.env;
-  const servers = env.CLEANROOM_DNS_SERVERS?.split(",").map((s) => s.trim()).filter(Boolean);
   try {
     return await createNetworkManager({
       stateDir: join(paths.stateDir, "network"),
-      ...(servers?.length ? { resolver: hostResolver({ servers }) } : {}),
+      resolver,
+      gatewayPort: gateway.port,
       ...(env.CLEANROOM_NETWORK_TABLE ? { tableName: env.CLEANROOM_NETWORK_TABLE } : {}),
       ...(env.CLEANROOM_NETWORK_PREFIX ? { interfacePrefix: env.CLEANROOM_NETWORK_PREFIX } : {}),
       ...(env.CLEANROOM_NETWORK_POOL ? { pool: env.CLEANROOM_NETWORK_POOL } : {}),
@@ -98,6 +116,40 @@ async function startNetwork(paths: HostPaths, log: Logger): Promise<NetworkManag
     log.error({ err }, "sandbox networking is unavailable: sandboxes get loopback only and allowlist policies are refused");
     return undefined;
   }
+}
+
+/** How the host resolves allowed names, for the DNS policy servers and the gateway alike. */
+function upstreamResolver(): HostResolver {
+  const servers = process.env.CLEANROOM_DNS_SERVERS?.split(",").map((s) => s.trim()).filter(Boolean);
+  return servers?.length ? hostResolver({ servers }) : hostResolver();
+}
+
+/** Runtime config `gateway:` in the gateway's terms. */
+function gatewaySettingsOf(config: RuntimeConfig): GatewaySettings {
+  const g = config.gateway ?? {};
+  const app = g.credentials?.github_app;
+  const env = process.env;
+  return {
+    ...(g.oci?.registries ? { ociRegistries: g.oci.registries } : {}),
+    ...(g.git?.cache_hosts ? { gitCacheHosts: g.git.cache_hosts } : {}),
+    ...(g.npm?.registry ? { npmRegistry: g.npm.registry } : {}),
+    ...(g.upstream?.allow_private_cidrs ? { allowPrivateCidrs: g.upstream.allow_private_cidrs } : {}),
+    ...(g.upstream?.ca_file ? { upstreamCaFile: g.upstream.ca_file } : {}),
+    ...(g.credentials?.env ? { credentialEnv: g.credentials.env } : {}),
+    ...(g.max_object_bytes ? { maxObjectBytes: g.max_object_bytes } : {}),
+    ...(app
+      ? { githubApp: { appId: app.app_id, installationId: app.installation_id, privateKeyFile: app.private_key_file, repoPrefixes: app.repo_prefixes } }
+      : env.CLEANROOM_GITHUB_APP_ID && env.CLEANROOM_GITHUB_APP_INSTALLATION_ID && env.CLEANROOM_GITHUB_APP_PRIVATE_KEY_FILE
+        ? {
+            githubApp: {
+              appId: env.CLEANROOM_GITHUB_APP_ID,
+              installationId: env.CLEANROOM_GITHUB_APP_INSTALLATION_ID,
+              privateKeyFile: env.CLEANROOM_GITHUB_APP_PRIVATE_KEY_FILE,
+              repoPrefixes: (env.CLEANROOM_GITHUB_APP_REPO_PREFIXES ?? "").split(",").map((p) => p.trim()).filter(Boolean),
+            },
+          }
+        : {}),
+  };
 }
 
 /** Maps every error leaving a handler, unary or mid-stream, to a ConnectError with a reason code. */

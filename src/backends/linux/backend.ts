@@ -140,7 +140,7 @@ export function createLinuxBackend(options: LinuxBackendOptions): Backend {
       const results = await Promise.allSettled([
         mountOverlay(plan, layout.rootfs).then(() => (mountMs = performance.now() - mountStarted)),
         writeFile(layout.config, JSON.stringify(spec), { mode: 0o600 }),
-        writeFile(layout.hostsFile, hostsFileFor(checked.hostname), { mode: 0o644 }),
+        writeFile(layout.hostsFile, hostsFileFor(checked.hostname, checked.extraHosts), { mode: 0o644 }),
         ...(checked.resolvConf !== undefined ? [writeFile(layout.resolvConfFile, checked.resolvConf, { mode: 0o644 })] : []),
         listenAgentSocket(layout.agentSocket).then((s) => (socket = s)),
         open(layout.agentLog, "a", 0o600).then((f) => (log = f)),
@@ -258,7 +258,8 @@ function round(ms: number): number {
   return Math.round(ms * 10) / 10;
 }
 
-/** The sandbox's /etc/hosts: loopback names and its own hostname. */
-function hostsFileFor(hostname: string): string {
-  return `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${hostname}\n`;
+/** The sandbox's /etc/hosts: loopback names, its own hostname, and what the daemon adds (the gateway's name). */
+function hostsFileFor(hostname: string, extra: readonly [string, string][]): string {
+  const lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback", `127.0.1.1\t${hostname}`, ...extra.map(([name, address]) => `${address}\t${name}`)];
+  return `${lines.join("\n")}\n`;
 }

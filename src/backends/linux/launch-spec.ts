@@ -16,7 +16,11 @@ export interface CheckedLaunch {
   lowerDirs: string[];
   networkNamespacePath?: string;
   resolvConf?: string;
+  extraHosts: [name: string, address: string][];
 }
+
+const ipv4Pattern = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+const dnsNamePattern = /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
 
 /**
  * Checks a launch spec; image env and config are registry data, so they are bounded too.
@@ -39,7 +43,12 @@ export function checkLaunchSpec(spec: LaunchSpec, defaults: Partial<SandboxResou
   if (resolvConf !== undefined && (typeof resolvConf !== "string" || Buffer.byteLength(resolvConf) > 64 * 1024 || resolvConf.includes("\0"))) {
     throw new Error("resolv.conf contents must be text under 64 KiB");
   }
+  const extraHosts = Object.entries(spec.extraHosts ?? {});
+  for (const [name, address] of extraHosts) {
+    if (!dnsNamePattern.test(name) || !ipv4Pattern.test(address)) throw new Error(`hosts entry ${JSON.stringify(name)} → ${JSON.stringify(address)} is not a DNS name and an IPv4 address`);
+  }
   return {
+    extraHosts,
     ...(netns !== undefined ? { networkNamespacePath: netns } : {}),
     ...(resolvConf !== undefined ? { resolvConf } : {}),
     resources: resolveResources(spec.resources, defaults),

@@ -2,7 +2,7 @@ import { createLogger } from "../../observability/index.ts";
 import { startDaemon } from "../../server/index.ts";
 
 /** `cleanroom serve`: runs the daemon until SIGTERM/SIGINT. Sandboxes outlive it and are reconciled on the next start. */
-export async function serve(flags: { listen?: string; logLevel?: string; warmPool?: string }): Promise<number> {
+export async function serve(flags: { listen?: string; gatewayListen?: string; logLevel?: string; warmPool?: string }): Promise<number> {
   if (process.getuid?.() !== 0) {
     process.stderr.write("cleanroom serve: the daemon needs root (namespaces, mounts, cgroups, nftables); run it with sudo\n");
     return 1;
@@ -14,8 +14,14 @@ export async function serve(flags: { listen?: string; logLevel?: string; warmPoo
     process.stderr.write(`cleanroom serve: --warm-pool ${warmPool}: expected a whole number from 0 to 16\n`);
     return 2;
   }
+  const gatewayListen = flags.gatewayListen ?? process.env.CLEANROOM_GATEWAY_LISTEN;
+  if (gatewayListen !== undefined && !/^(\d{1,3}(\.\d{1,3}){3})?:\d{1,5}$/.test(gatewayListen)) {
+    process.stderr.write(`cleanroom serve: --gateway-listen ${gatewayListen}: expected :PORT, IPV4:PORT or :0\n`);
+    return 2;
+  }
   const daemon = await startDaemon({
     ...(flags.listen ? { listen: flags.listen } : {}),
+    ...(gatewayListen ? { gatewayListen } : {}),
     ...(warmPoolSize !== undefined ? { warmPoolSize } : {}),
     logger,
   });

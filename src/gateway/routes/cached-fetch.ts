@@ -17,6 +17,8 @@ export interface CachedFetch {
   expected?: ExpectedDigest;
   /** response headers to keep with the entry and send on hits (lowercase names) */
   keepHeaders?: readonly string[];
+  /** checks the stored bytes (e.g. a Go module zip's file names) before the key points at them; throw to refuse */
+  verify?: (blobPath: string) => Promise<void>;
 }
 
 export type CachedResult =
@@ -43,6 +45,7 @@ export async function cachedFetch(ctx: GatewayContext, caller: GatewayCaller, f:
       return { kind: "upstream_status", status: res.status, headers, body };
     }
     const { digest, sizeBytes } = await ctx.store.ingest(res.body, f.expected);
+    await f.verify?.(ctx.store.blobPath(digest));
     const object = await ctx.store.record(f.key, { digest, sizeBytes, meta: headers });
     return { kind: "stored", object, fromCache: false };
   });
@@ -76,7 +79,7 @@ export async function readBounded(body: AsyncIterable<Uint8Array> & { dump?: () 
   return Buffer.concat(chunks).toString("utf8");
 }
 
-function pickHeaders(headers: Record<string, string | string[] | undefined>, names: readonly string[]): Record<string, string> {
+export function pickHeaders(headers: Record<string, string | string[] | undefined>, names: readonly string[]): Record<string, string> {
   const out: Record<string, string> = {};
   for (const name of names) {
     const value = headers[name];
