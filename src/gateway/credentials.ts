@@ -22,7 +22,7 @@ export interface CredentialChain {
 }
 
 /** Built-in host tokens; `gateway.credentials.env` adds more. */
-const DEFAULT_TOKEN_ENV: Record<string, string> = { "github.qkg1.top": "CLEANROOM_GITHUB_TOKEN", "gitlab.com": "CLEANROOM_GITLAB_TOKEN" };
+const DEFAULT_TOKEN_ENV: Record<string, string> = { "github.com": "CLEANROOM_GITHUB_TOKEN", "gitlab.com": "CLEANROOM_GITLAB_TOKEN" };
 /** Basic-auth user names hosts expect with a token over Git smart HTTP. */
 const GIT_TOKEN_USER: Record<string, string> = { "gitlab.com": "oauth2" };
 const HELPER_CACHE_MS = 5 * 60_000;
@@ -75,7 +75,7 @@ export function credentialChain(opts: CredentialChainOptions): CredentialChain {
     },
     configuredHosts() {
       const hosts = Object.entries(tokenEnv).filter(([, name]) => opts.env[name]).map(([host]) => host);
-      return app ? [...new Set([...hosts, "github.qkg1.top"])] : hosts;
+      return app ? [...new Set([...hosts, "github.com"])] : hosts;
     },
   };
 }
@@ -86,7 +86,7 @@ interface AppTokens {
 }
 
 function githubAppTokens(settings: GithubAppSettings): AppTokens {
-  const apiBase = (settings.apiBaseUrl ?? "https://api.github.qkg1.top").replace(/\/+$/, "");
+  const apiBase = (settings.apiBaseUrl ?? "https://api.github.com").replace(/\/+$/, "");
   const prefixes = settings.repoPrefixes.map((p) => p.toLowerCase());
   let key: KeyObject | undefined;
   let cached: { token: string; refreshAt: number } | undefined;
@@ -114,7 +114,7 @@ function githubAppTokens(settings: GithubAppSettings): AppTokens {
 
   return {
     covers(host, pathname) {
-      if (host !== "github.qkg1.top") return false;
+      if (host !== "github.com") return false;
       const [owner, repo] = pathname.split("/").filter(Boolean);
       const slug = `${owner ?? ""}/${(repo ?? "").replace(/\.git$/, "")}`.toLowerCase();
       return prefixes.some((p) => slug.startsWith(p));

@@ -37,6 +37,8 @@ export interface BackendRequest {
   remoteAddress: string;
   body?: Readable;
   maxBodyBytes: number;
+  /** the upstream authority, for refusals */
+  destinationHost: string;
   /** the isolated git environment (HOME, no host config) */
   env: NodeJS.ProcessEnv;
   logger: Logger;
@@ -63,32 +65,38 @@ export async function serveHttpBackend(r: BackendRequest, res: ServerResponse): 
     const body = r.body;
     child.stdin.on("error", () => undefined); // http-backend may exit without reading everything
     pipeline(body, byteLimit(r.maxBodyBytes), child.stdin).catch((err: unknown) => {
-      if (err instanceof BodyTooLarge) bodyRefusal = invalidRequest(err.message);
+      if (err instanceof BodyTooLarge) bodyRefusal = invalidRequest(err.message, r.destinationHost);
       if (!body.readableEnded) kill();
     });
   }
   try {
     const out = child.stdout[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
-    const head = await readHeaderBlock(out, kill);
+    const head = await readHeaderBlock(out, kill, r.destinationHost);
     if (!head) {
       const code = await exited;
       if (bodyRefusal) throw bodyRefusal;
       r.logger.warn({ code, stderr }, "git http-backend gave no response");
-      throw upstreamError("the gateway could not serve this repository from its mirror", "");
+      throw upstreamError("the gateway could not serve this repository from its mirror", r.destinationHost);
     }
     const { status, headers } = parseCgiHeaders(head.text);
     res.writeHead(status, headers);
     let bytes = 0;
     const counted = async function* () {
-      for (const chunk of [head.rest]) if (chunk.length) yield ((bytes += chunk.length), chunk);
-      for await (const chunk of { [Symbol.asyncIterator]: () => out }) yield ((bytes += chunk.length), chunk);
+      if (head.rest.length) {
+        bytes += head.rest.length;
+        yield head.rest;
+      }
+      for await (const chunk of { [Symbol.asyncIterator]: () => out }) {
+        bytes += chunk.length;
+        yield chunk;
+      }
     };
     await pipeline(counted, res, { end: false }).catch(kill);
     const code = await exited;
     if (code === 0 && !guestGone) res.end();
     else if (!guestGone) {
       r.logger.warn({ code, stderr }, "git http-backend failed mid-response");
-      throw upstreamError("the mirror's answer broke off", "");
+      throw upstreamError("the mirror's answer broke off", r.destinationHost);
     }
     return { status, bytes };
   } finally {
@@ -117,7 +125,7 @@ function cgiEnvironment(r: BackendRequest): NodeJS.ProcessEnv {
 }
 
 /** Reads stdout up to the blank line ending the CGI headers; undefined when the child ended first. */
-async function readHeaderBlock(out: AsyncIterator<Buffer>, kill: () => void): Promise<{ text: string; rest: Buffer } | undefined> {
+async function readHeaderBlock(out: AsyncIterator<Buffer>, kill: () => void, host: string): Promise<{ text: string; rest: Buffer } | undefined> {
   let buffered = Buffer.alloc(0);
   for (;;) {
     const next = await out.next();
@@ -129,7 +137,7 @@ async function readHeaderBlock(out: AsyncIterator<Buffer>, kill: () => void): Pr
     if (end && end.at <= MAX_HEADER_BYTES) return { text: buffered.subarray(0, end.at).toString("latin1"), rest: buffered.subarray(end.at + end.length) };
     if (buffered.length > MAX_HEADER_BYTES) {
       kill();
-      throw upstreamError("git http-backend sent an oversized header block", "");
+      throw upstreamError("git http-backend sent an oversized header block", host);
     }
   }
 }

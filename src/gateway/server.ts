@@ -28,6 +28,7 @@ export interface Gateway {
 /** Starts the gateway server (`--gateway-listen`). Only connections from sandbox addresses are served. */
 export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   const settings = opts.settings ?? {};
+  const publicHost = opts.publicHost ?? GATEWAY_HOSTNAME;
   const log = opts.logger.child({ component: "gateway" });
   const store = new ContentStore(join(opts.stateDir, "content"), settings.maxObjectBytes ?? DEFAULT_MAX_OBJECT_BYTES);
   await store.open();
@@ -80,7 +81,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       auditPath = `/${path.segments.join("/")}`.slice(0, AUDIT_PATH_CHARS);
       route = routes.get(path.segments[0] ?? "");
       if (!route) throw new GatewayRefusal("invalid_request", 404, `no gateway route /${path.segments[0] ?? ""}/`);
-      const gatewayUrl = `http://${GATEWAY_HOSTNAME}:${listeningPort}`;
+      const gatewayUrl = `http://${publicHost}:${listeningPort}`;
       outcome = await route.handle({ caller, method, path: { ...path, segments: path.segments.slice(1) }, req, res, gatewayUrl }, context);
     } catch (err) {
       const refusal = asRefusal(err);
@@ -127,8 +128,8 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
 
   return {
     port: listeningPort,
-    url: `http://${GATEWAY_HOSTNAME}:${listeningPort}`,
-    guestEnvironment: (caller) => guestEnvironment(`http://${GATEWAY_HOSTNAME}:${listeningPort}`, caller, settings),
+    url: `http://${publicHost}:${listeningPort}`,
+    guestEnvironment: (caller) => guestEnvironment(`http://${publicHost}:${listeningPort}`, caller, settings),
     async close() {
       await new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -82,9 +82,9 @@ export interface GithubAppSettings {
   appId: string;
   installationId: string;
   privateKeyFile: string;
-  /** `owner/` or `owner/repo` prefixes whose github.qkg1.top Git traffic uses the app's installation token */
+  /** `owner/` or `owner/repo` prefixes whose github.com Git traffic uses the app's installation token */
   repoPrefixes: string[];
-  /** default https://api.github.qkg1.top (tests point it at their own server) */
+  /** default https://api.github.com (tests point it at their own server) */
   apiBaseUrl?: string;
 }
 
@@ -100,4 +100,10 @@ export interface GatewayOptions {
   logger: Logger;
   /** environment credentials are read from (default process.env) */
   env?: NodeJS.ProcessEnv;
+  /**
+   * The host in the gateway URL handed to guests (guest env, rewritten npm tarball URLs); default
+   * gateway.cleanroom.internal. Loopback tests use "127.0.0.1", which their host tools resolve and the Host
+   * check accepts as the address reached.
+   */
+  publicHost?: string;
 }

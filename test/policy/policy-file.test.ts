@@ -19,7 +19,7 @@ function repo(t: { after(fn: () => void): void }, files: Record<string, string>)
 const VALID = `version: 1
 repository:
   network:
-    allow: [github.qkg1.top:443]
+    allow: [github.com:443]
 sandbox:
   image:
     ref: ${IMAGE}
@@ -53,7 +53,7 @@ test("a valid policy compiles to explicit stages with merged, sorted, lowercased
   const expected = [{ host: "10.250.0.2", ports: [8080] }, { host: "api.example.com", ports: [443, 8443] }];
   assert.deepEqual(policy.network.stages.execution, expected);
   assert.deepEqual(policy.network.stages.dependencies, expected);
-  assert.deepEqual(policy.network.stages.repository, [{ host: "github.qkg1.top", ports: [443] }]);
+  assert.deepEqual(policy.network.stages.repository, [{ host: "github.com", ports: [443] }]);
   assert.deepEqual(policy.resources, { vcpus: 4, memoryBytes: 8 * 1024 ** 3 });
   assert.deepEqual(policy.dependencies.blocks[0]?.command, ["/bin/sh", "-lc", "npm ci"]);
   assert.equal(policy.run.before, "echo ready");

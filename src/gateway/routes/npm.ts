@@ -113,21 +113,26 @@ async function tarballEntry(ctx: GatewayContext, call: RegistryCall, name: strin
 }
 
 /**
- * The packument from the cache while fresh (or `revalidate` is false and it is fresh), else from the upstream:
- * conditional on the cached copy's ETag, falling back to the stale copy when the upstream cannot be reached.
+ * The packument from the cache while fresh, else from the upstream: conditional on the cached copy's ETag
+ * (unless `refetch`: the tarball index that goes with it is missing), falling back to the stale copy when the
+ * upstream cannot be reached.
  */
-async function loadPackument(ctx: GatewayContext, call: RegistryCall, name: string, variant: Variant, revalidate: boolean): Promise<PackumentResult> {
+async function loadPackument(ctx: GatewayContext, call: RegistryCall, name: string, variant: Variant, refetch: boolean): Promise<PackumentResult> {
   const key = `npm packument ${call.upstream.authority} ${name} ${variant} ${call.gatewayUrl}`;
   const cached = await ctx.store.lookup(key);
-  if (cached && !revalidate && Date.now() - Date.parse(cached.storedAt) < PACKUMENT_FRESH_MS) return { kind: "stored", object: cached, fromCache: true };
-  return ctx.store.once(key, () => refreshPackument(ctx, call, name, variant, key, cached));
+  if (cached && !refetch && Date.now() - Date.parse(cached.storedAt) < PACKUMENT_FRESH_MS) return { kind: "stored", object: cached, fromCache: true };
+  return ctx.store.once(key, () => refreshPackument(ctx, call, { name, variant, key, stale: cached, conditional: !refetch }));
 }
 
-async function refreshPackument(ctx: GatewayContext, call: RegistryCall, name: string, variant: Variant, key: string, stale: StoredObject | undefined): Promise<PackumentResult> {
+async function refreshPackument(
+  ctx: GatewayContext,
+  call: RegistryCall,
+  { name, variant, key, stale, conditional }: { name: string; variant: Variant; key: string; stale: StoredObject | undefined; conditional: boolean },
+): Promise<PackumentResult> {
   const authority = call.upstream.authority;
   const url = new URL(`https://${authority}${upstreamPackumentPath(name)}`);
   const authorization = await ctx.credentials.authorizationFor(url, "http");
-  const etag = stale?.meta["upstream-etag"];
+  const etag = conditional ? stale?.meta["upstream-etag"] : undefined;
   const headers: Record<string, string> = { "user-agent": "cleanroom-gateway", accept: ACCEPT[variant], ...(etag ? { "if-none-match": etag } : {}) };
   let res: UpstreamResponse;
   try {
@@ -136,11 +141,15 @@ async function refreshPackument(ctx: GatewayContext, call: RegistryCall, name: s
     if (stale && err instanceof GatewayRefusal && err.reasonCode === "upstream_error") return { kind: "stored", object: stale, fromCache: true };
     throw err;
   }
-  if ((res.status === 304 && stale) || (res.status >= 500 && stale)) {
+  if (stale && res.status === 304 && etag) {
     await res.body.dump();
-    // 304: still current, fresh for another period; 5xx: keep the stale copy's age so the next request retries
-    const object = res.status === 304 ? await ctx.store.record(key, { digest: stale.digest, sizeBytes: stale.sizeBytes, meta: stale.meta }) : stale;
-    return { kind: "stored", object, fromCache: true };
+    // still current: fresh for another period
+    return { kind: "stored", object: await ctx.store.record(key, { digest: stale.digest, sizeBytes: stale.sizeBytes, meta: stale.meta }), fromCache: true };
+  }
+  if (stale && res.status >= 500) {
+    await res.body.dump();
+    // keeps the stale copy's age, so the next request asks again
+    return { kind: "stored", object: stale, fromCache: true };
   }
   if (res.status !== 200) {
     const body = await readBounded(res.body, STATUS_BODY_BYTES);
