@@ -6,7 +6,7 @@
  */
 import { spawn } from "node:child_process";
 import type { ServerResponse } from "node:http";
-import { Transform, type Readable } from "node:stream";
+import { Transform, type Readable, type Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { Logger } from "../observability/index.ts";
 import { gitConfigEnv } from "./git-mirror.ts";
@@ -16,7 +16,7 @@ const BACKEND_TIMEOUT_MS = 20 * 60_000;
 const MAX_HEADER_BYTES = 16 * 1024;
 const STDERR_BYTES = 16 * 1024;
 /** CGI response headers passed on to the guest; everything else http-backend says stays here */
-const FORWARDED_HEADERS = new Set(["content-type", "cache-control", "expires", "pragma"]);
+export const FORWARDED_HEADERS = new Set(["content-type", "cache-control", "expires", "pragma"]);
 
 /** What the route validated from the guest's request headers. */
 export interface GitRequestHeaders {
@@ -59,40 +59,25 @@ export async function serveHttpBackend(r: BackendRequest, res: ServerResponse): 
     kill();
   });
   let stderr = "";
-  child.stderr.on("data", (c: Buffer) => (stderr = (stderr + c.toString("utf8")).slice(-STDERR_BYTES)));
-  let bodyRefusal: GatewayRefusal | undefined;
-  if (r.body && child.stdin) {
-    const body = r.body;
-    child.stdin.on("error", () => undefined); // http-backend may exit without reading everything
-    pipeline(body, byteLimit(r.maxBodyBytes), child.stdin).catch((err: unknown) => {
-      if (err instanceof BodyTooLarge) bodyRefusal = invalidRequest(err.message, r.destinationHost);
-      if (!body.readableEnded) kill();
-    });
-  }
+  child.stderr!.on("data", (c: Buffer) => (stderr = (stderr + c.toString("utf8")).slice(-STDERR_BYTES)));
+  const bodyRefusal = r.body && child.stdin ? feedRequestBody(r, r.body, child.stdin, kill) : () => undefined;
   try {
-    const out = child.stdout[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+    const out = child.stdout![Symbol.asyncIterator]() as AsyncIterator<Buffer>;
     const head = await readHeaderBlock(out, kill, r.destinationHost);
     if (!head) {
       const code = await exited;
-      if (bodyRefusal) throw bodyRefusal;
+      const refusal = bodyRefusal();
+      if (refusal) throw refusal;
       r.logger.warn({ code, stderr }, "git http-backend gave no response");
       throw upstreamError("the gateway could not serve this repository from its mirror", r.destinationHost);
     }
     const { status, headers } = parseCgiHeaders(head.text);
     res.writeHead(status, headers);
     let bytes = 0;
-    const counted = async function* () {
-      if (head.rest.length) {
-        bytes += head.rest.length;
-        yield head.rest;
-      }
-      for await (const chunk of { [Symbol.asyncIterator]: () => out }) {
-        bytes += chunk.length;
-        yield chunk;
-      }
-    };
-    await pipeline(counted, res, { end: false }).catch(kill);
+    await streamBody(head.rest, out, res, (n) => (bytes += n)).catch(kill);
     const code = await exited;
+    const refusal = bodyRefusal(); // http-backend sends its headers before it reads the body, so this can come late
+    if (refusal) throw refusal;
     if (code === 0 && !guestGone) res.end();
     else if (!guestGone) {
       r.logger.warn({ code, stderr }, "git http-backend failed mid-response");
@@ -103,6 +88,32 @@ export async function serveHttpBackend(r: BackendRequest, res: ServerResponse): 
     clearTimeout(timer);
     kill();
   }
+}
+
+/** Pipes the guest's body into the child (bounded); returns what to refuse the request with, once known. */
+function feedRequestBody(r: BackendRequest, body: Readable, stdin: Writable, kill: () => void): () => GatewayRefusal | undefined {
+  let refusal: GatewayRefusal | undefined;
+  stdin.on("error", () => undefined); // http-backend may exit without reading everything
+  pipeline(body, byteLimit(r.maxBodyBytes), stdin).catch((err: unknown) => {
+    if (err instanceof BodyTooLarge) refusal = invalidRequest(err.message, r.destinationHost);
+    if (!body.readableEnded) kill();
+  });
+  return () => refusal;
+}
+
+/** Writes what followed the headers and the rest of the child's stdout to `res`, leaving it open for the caller. */
+async function streamBody(first: Buffer, out: AsyncIterator<Buffer>, res: ServerResponse, onBytes: (count: number) => void): Promise<void> {
+  const counted = async function* () {
+    if (first.length) {
+      onBytes(first.length);
+      yield first;
+    }
+    for await (const chunk of { [Symbol.asyncIterator]: () => out }) {
+      onBytes(chunk.length);
+      yield chunk;
+    }
+  };
+  await pipeline(counted, res, { end: false });
 }
 
 function cgiEnvironment(r: BackendRequest): NodeJS.ProcessEnv {
@@ -168,13 +179,15 @@ export class BodyTooLarge extends Error {
   }
 }
 
-/** Passes bytes through until more than `limitBytes` went by, then fails with BodyTooLarge. */
-export function byteLimit(limitBytes: number): Transform {
+/** Passes bytes through (telling `onBytes` how many) until more than `limitBytes` went by, then fails with BodyTooLarge. */
+export function byteLimit(limitBytes: number, onBytes?: (count: number) => void): Transform {
   let seen = 0;
   return new Transform({
     transform(chunk: Buffer, _enc, done) {
       seen += chunk.length;
-      done(seen > limitBytes ? new BodyTooLarge(limitBytes) : null, chunk);
+      if (seen > limitBytes) return done(new BodyTooLarge(limitBytes));
+      onBytes?.(chunk.length);
+      done(null, chunk);
     },
   });
 }

@@ -2,15 +2,18 @@
 // Hosts (by the Host header) are served from `<root>/<host>/`: "git" hosts through `git http-backend` over bare
 // repositories there, the others as static files (a directory answers with its index.json). Every request is
 // appended to `<root>/requests.jsonl` with its Authorization header, so tests can see what reached the upstream.
-// Argument: JSON { address, port, root, key, cert, gitHosts: string[] }. Prints "ready".
+// With `httpPort`, the same trees are also served over plain HTTP (a baseline for benchmarks).
+// Argument: JSON { address, port, httpPort?, root, key, cert, gitHosts: string[] }. Prints "ready".
 import { spawn } from "node:child_process";
 import { appendFileSync, createReadStream, statSync } from "node:fs";
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { createServer } from "node:https";
 import { join, normalize } from "node:path";
 
 interface Config {
   address: string;
   port: number;
+  httpPort?: number;
   root: string;
   key: string;
   cert: string;
@@ -19,7 +22,7 @@ interface Config {
 
 const config = JSON.parse(process.argv[2] ?? "{}") as Config;
 
-const server = createServer({ key: config.key, cert: config.cert }, (req, res) => {
+function serve(req: IncomingMessage, res: ServerResponse): void {
   const host = (req.headers.host ?? "").replace(/:\d+$/, "");
   const url = new URL(req.url ?? "/", "https://upstream");
   appendFileSync(join(config.root, "requests.jsonl"), `${JSON.stringify({ host, method: req.method, path: url.pathname, authorization: req.headers.authorization ?? null })}\n`);
@@ -35,9 +38,9 @@ const server = createServer({ key: config.key, cert: config.cert }, (req, res) =
   } catch {
     res.writeHead(404, { "content-type": "text/plain" }).end("not found\n");
   }
-});
+}
 
-function gitBackend(host: string, url: URL, req: import("node:http").IncomingMessage, res: import("node:http").ServerResponse): void {
+function gitBackend(host: string, url: URL, req: IncomingMessage, res: ServerResponse): void {
   const child = spawn("git", ["http-backend"], {
     env: {
       PATH: process.env.PATH,
@@ -75,4 +78,7 @@ function gitBackend(host: string, url: URL, req: import("node:http").IncomingMes
   child.stdout.on("end", () => res.end());
 }
 
-server.listen(config.port, config.address, () => process.stdout.write("ready\n"));
+const listening: import("node:net").Server[] = [createServer({ key: config.key, cert: config.cert }, serve).listen(config.port, config.address)];
+if (config.httpPort) listening.push(createHttpServer(serve).listen(config.httpPort, config.address));
+await Promise.all(listening.map((server) => new Promise((resolve) => server.once("listening", resolve))));
+process.stdout.write("ready\n");

@@ -162,7 +162,7 @@ async function refreshPackument(
   const stored = await ctx.store.ingest(Readable.from([rewritten.body]));
   const type = res.headers["content-type"];
   const meta: Record<string, string> = {
-    "content-type": variant === "abbreviated" && type === ABBREVIATED_TYPE ? ABBREVIATED_TYPE : "application/json",
+    "content-type": variant === "abbreviated" && typeof type === "string" && type.startsWith(ABBREVIATED_TYPE) ? ABBREVIATED_TYPE : "application/json",
     ...(typeof res.headers.etag === "string" && res.headers.etag.length <= 256 ? { "upstream-etag": res.headers.etag } : {}),
   };
   return { kind: "stored", object: await ctx.store.record(key, { ...stored, meta }), fromCache: false };
@@ -199,13 +199,15 @@ async function readWhole(res: UpstreamResponse, limitBytes: number, host: string
   }
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of res.body) {
-    size += chunk.length;
-    if (size > limitBytes) {
-      res.body.destroy();
-      throw upstreamError(`refused: the packument is larger than ${limitBytes} bytes`, host);
+  try {
+    for await (const chunk of res.body) {
+      size += chunk.length;
+      if (size > limitBytes) throw upstreamError(`refused: the packument is larger than ${limitBytes} bytes`, host);
+      chunks.push(Buffer.from(chunk));
     }
-    chunks.push(Buffer.from(chunk));
+  } catch (err) {
+    res.body.destroy();
+    throw err instanceof GatewayRefusal ? err : upstreamError(`${host}: the packument download failed: ${(err as Error).message}`, host);
   }
   return Buffer.concat(chunks);
 }

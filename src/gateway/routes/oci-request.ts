@@ -7,10 +7,10 @@ import { invalidRequest } from "../refusal.ts";
 
 export type OciRequest =
   | { kind: "ping" }
-  | { kind: "manifest"; repository: string; tag: string; digest?: undefined }
-  | { kind: "manifest"; repository: string; digest: string; tag?: undefined }
+  | { kind: "manifest"; repository: string; digest: string }
+  | { kind: "tagged-manifest"; repository: string; tag: string }
   | { kind: "blob"; repository: string; digest: string }
-  | { kind: "tags"; repository: string; query: string };
+  | { kind: "tag-list"; repository: string; query: string };
 
 const MAX_NAME_CHARS = 255;
 const NAME_COMPONENT = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$/;
@@ -28,11 +28,11 @@ export function parseOciRequest(segments: readonly string[], query: string, dock
   const [kind, reference] = segments.slice(-2) as [string, string];
   const repository = repositoryName(segments.slice(0, -2), dockerHub, host);
   if (kind === "manifests") {
-    if (TAG.test(reference)) return { kind: "manifest", repository, tag: reference };
+    if (TAG.test(reference)) return { kind: "tagged-manifest", repository, tag: reference };
     return { kind: "manifest", repository, digest: sha256Digest(reference, host) };
   }
   if (kind === "blobs") return { kind: "blob", repository, digest: sha256Digest(reference, host) };
-  if (kind === "tags" && reference === "list") return { kind: "tags", repository, query: tagsQuery(query, host) };
+  if (kind === "tags" && reference === "list") return { kind: "tag-list", repository, query: tagsQuery(query, host) };
   throw invalidRequest(`/v2/…/${kind}/… is not served: only manifests, blobs and tags/list can be pulled`, host);
 }
 
