@@ -9,10 +9,17 @@ import { SignJWT } from "jose";
 import { request } from "undici";
 import { tryCommand } from "../host-command/index.ts";
 import type { Logger } from "../observability/index.ts";
-import { upstreamError } from "./refusal.ts";
+import { GatewayRefusal } from "./refusal.ts";
 import type { GithubAppSettings } from "./types.ts";
 
 export type CredentialPurpose = "git" | "http";
+
+/** A credential that is configured for the upstream could not be obtained: the request fails closed, never falls back. */
+export class CredentialUnavailable extends GatewayRefusal {
+  constructor(host: string) {
+    super("upstream_error", 502, "the GitHub App credential configured for this repository could not be minted", host);
+  }
+}
 
 export interface CredentialChain {
   /** The Authorization header for `url`, or undefined. Throws upstream_error when a configured App cannot mint. */
@@ -64,7 +71,7 @@ export function credentialChain(opts: CredentialChainOptions): CredentialChain {
       if (app?.covers(host, url.pathname)) {
         const token = await app.token().catch((err: unknown) => {
           opts.logger.error({ err: (err as Error).message, destination_host: host }, "GitHub App token could not be minted");
-          throw upstreamError("the GitHub App credential configured for this repository could not be minted", host);
+          throw new CredentialUnavailable(host);
         });
         return purpose === "git" ? basic("x-access-token", token) : `Bearer ${token}`;
       }

@@ -10,7 +10,7 @@ import { mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { CommandError, runCommand } from "../host-command/index.ts";
 import type { Logger } from "../observability/index.ts";
-import type { CredentialChain } from "./credentials.ts";
+import { CredentialUnavailable, type CredentialChain } from "./credentials.ts";
 import { GatewayRefusal, upstreamError } from "./refusal.ts";
 import type { UpstreamClient } from "./upstream-client.ts";
 
@@ -96,6 +96,8 @@ export class GitMirrors {
     } catch (err) {
       // a policy verdict on the address the name resolves to now is not an outage: nothing is served
       if (err instanceof GatewayRefusal && err.reasonCode === "host_not_allowed") throw err;
+      // nor is a configured credential that cannot be obtained: access is not re-proved, so the mirror is not served
+      if (err instanceof CredentialUnavailable) throw err;
       const why = err instanceof CommandError ? lastLine(err.stderr) || err.message : (err as Error).message;
       this.#opts.logger.warn({ destination_host: upstream.authority, mirror: name, err: err instanceof Error ? err.message : String(err) }, "git mirror refresh failed");
       if (!exists) throw upstreamError(`could not mirror ${upstream.url.href}: ${why}`.slice(0, 1024), upstream.authority);

@@ -7,9 +7,9 @@ import type { GatewayCaller, GatewaySettings } from "./types.ts";
 
 export const GATEWAY_HOSTNAME = "gateway.cleanroom.internal";
 export const DEFAULT_NPM_REGISTRY = "registry.npmjs.org";
-const GO_PROXY = "proxy.golang.org";
+const DEFAULT_GO_PROXY = "proxy.golang.org";
 const GO_SUMDB = "sum.golang.org";
-const RUBYGEMS = "rubygems.org";
+const DEFAULT_RUBYGEMS = "rubygems.org";
 const GO_DOWNLOADS = "dl.google.com";
 
 /** `KEY=value` entries for an execution in a sandbox whose active stage is `caller`'s. */
@@ -26,11 +26,11 @@ export function guestEnvironment(gatewayUrl: string, caller: Pick<GatewayCaller,
 
   const npm = (settings.npmRegistry ?? DEFAULT_NPM_REGISTRY).toLowerCase();
   if (allows(npm)) env.push(`npm_config_registry=${gatewayUrl}/npm/${npm}/`);
-  if (allows(GO_PROXY)) {
+  if (allows(settings.goProxy ?? DEFAULT_GO_PROXY)) {
     env.push(`GOPROXY=${gatewayUrl}/goproxy/`);
     if (allows(GO_SUMDB)) env.push(`GOSUMDB=${GO_SUMDB} ${gatewayUrl}/goproxy/sumdb/${GO_SUMDB}`);
   }
-  if (allows(RUBYGEMS)) env.push(`BUNDLE_MIRROR__HTTPS://RUBYGEMS__ORG/=${gatewayUrl}/rubygems/`);
+  if (allows(settings.rubygemsHost ?? DEFAULT_RUBYGEMS)) env.push(`BUNDLE_MIRROR__HTTPS://RUBYGEMS__ORG/=${gatewayUrl}/rubygems/`);
   if (allows(GO_DOWNLOADS)) env.push(`MISE_GO_DOWNLOAD_MIRROR=${gatewayUrl}/fetch/${GO_DOWNLOADS}/go`);
   return env;
 }

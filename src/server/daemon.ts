@@ -133,6 +133,8 @@ function gatewaySettingsOf(config: RuntimeConfig): GatewaySettings {
     ...(g.oci?.registries ? { ociRegistries: g.oci.registries } : {}),
     ...(g.git?.cache_hosts ? { gitCacheHosts: g.git.cache_hosts } : {}),
     ...(g.npm?.registry ? { npmRegistry: g.npm.registry } : {}),
+    ...(g.go?.proxy ? { goProxy: g.go.proxy } : {}),
+    ...(g.rubygems?.host ? { rubygemsHost: g.rubygems.host } : {}),
     ...(g.upstream?.allow_private_cidrs ? { allowPrivateCidrs: g.upstream.allow_private_cidrs } : {}),
     ...(g.upstream?.ca_file ? { upstreamCaFile: g.upstream.ca_file } : {}),
     ...(g.credentials?.env ? { credentialEnv: g.credentials.env } : {}),

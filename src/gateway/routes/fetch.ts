@@ -3,6 +3,7 @@
  * that knows the digest sends `X-Cleanroom-Expected-Sha256: <hex>`; the bytes are then verified before they are
  * stored or served, and a cached copy that differs is refused.
  */
+import { requireAllowed } from "../caller-policy.ts";
 import { invalidRequest, methodNotAllowed } from "../refusal.ts";
 import { encodeSegments, parseUpstreamHost } from "../request-path.ts";
 import type { ExpectedDigest } from "../content-store.ts";
@@ -17,6 +18,8 @@ export const fetchRoute: Route = {
   async handle({ caller, method, path, req, res }, ctx) {
     const upstream = parseUpstreamHost(path.segments[0]);
     if (method !== "GET" && method !== "HEAD") throw methodNotAllowed(method, upstream.authority);
+    // before the cache: a stage that may no longer reach the host gets nothing of it, cached or not
+    requireAllowed(caller, upstream.host, upstream.port);
     const rest = path.segments.slice(1);
     if (rest.length === 0) throw invalidRequest("missing path after the host", upstream.authority);
     const url = new URL(`https://${upstream.authority}/${encodeSegments(rest)}${path.trailingSlash ? "/" : ""}${path.query ? `?${path.query}` : ""}`);
