@@ -26,6 +26,8 @@ export interface CredentialChain {
   authorizationFor(url: URL, purpose: CredentialPurpose): Promise<string | undefined>;
   /** Upstream hosts that have a credential configured (for `doctor`; never the values). */
   configuredHosts(): string[];
+  /** Why the configured GitHub App cannot be used (its key does not load), or undefined. */
+  githubAppProblem(): string | undefined;
 }
 
 /** Built-in host tokens; `gateway.credentials.env` adds more. */
@@ -83,6 +85,15 @@ export function credentialChain(opts: CredentialChainOptions): CredentialChain {
     configuredHosts() {
       const hosts = Object.entries(tokenEnv).filter(([, name]) => opts.env[name]).map(([host]) => host);
       return app ? [...new Set([...hosts, "github.com"])] : hosts;
+    },
+    githubAppProblem() {
+      if (!opts.githubApp) return undefined;
+      try {
+        createPrivateKey(readFileSync(opts.githubApp.privateKeyFile, "utf8"));
+        return undefined;
+      } catch (err) {
+        return `GitHub App private key ${opts.githubApp.privateKeyFile}: ${(err as Error).message}`;
+      }
     },
   };
 }

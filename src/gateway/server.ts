@@ -22,6 +22,8 @@ export interface Gateway {
   readonly url: string;
   /** env entries pointing guest tools at the gateway for what `caller`'s active stage allows */
   guestEnvironment(caller: Pick<GatewayCaller, "rules" | "allowAll">): string[];
+  /** `doctor` lines: where it listens, which upstreams have credentials (never values), a GitHub App that cannot load */
+  diagnose(): { name: string; ok: boolean; detail: string }[];
   close(): Promise<void>;
 }
 
@@ -130,6 +132,14 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     port: listeningPort,
     url: `http://${publicHost}:${listeningPort}`,
     guestEnvironment: (caller) => guestEnvironment(`http://${publicHost}:${listeningPort}`, caller, settings),
+    diagnose() {
+      const hosts = credentials.configuredHosts();
+      const appProblem = credentials.githubAppProblem();
+      return [
+        { name: "gateway", ok: true, detail: `listening on ${host}:${listeningPort}; sandboxes use http://${publicHost}:${listeningPort}` },
+        { name: "gateway credentials", ok: appProblem === undefined, detail: appProblem ?? (hosts.length ? `upstream credentials for ${hosts.join(", ")}` : "no upstream credentials configured") },
+      ];
+    },
     async close() {
       await new Promise<void>((resolve) => {
         server.close(() => resolve());

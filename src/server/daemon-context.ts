@@ -1,4 +1,5 @@
 import type { BackendName, createLinuxBackend } from "../backends/index.ts";
+import type { Gateway } from "../gateway/index.ts";
 import type { ImageStore } from "../image/index.ts";
 import type { SandboxSupervisor } from "../sandbox/index.ts";
 
@@ -6,6 +7,7 @@ import type { SandboxSupervisor } from "../sandbox/index.ts";
 export interface DaemonContext {
   supervisor: SandboxSupervisor;
   images: ImageStore;
+  gateway: Pick<Gateway, "diagnose">;
   defaultBackend: BackendName;
   backendOptions: Parameters<typeof createLinuxBackend>[0];
   version: string;

@@ -76,7 +76,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     logger: log,
   });
   supervisorRef = supervisor;
-  const context: DaemonContext = { supervisor, images, defaultBackend, backendOptions, version, agentProtocolVersion: AGENT_PROTOCOL_VERSION };
+  const context: DaemonContext = { supervisor, images, gateway, defaultBackend, backendOptions, version, agentProtocolVersion: AGENT_PROTOCOL_VERSION };
   const handler = connectNodeAdapter({
     routes: (router) => registerRoutes(router, context),
     interceptors: [reasonCodeInterceptor(log)],

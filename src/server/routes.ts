@@ -157,7 +157,7 @@ export function registerRoutes(router: ConnectRouter, daemon: DaemonContext): vo
     async doctor() {
       const report = await probeHost(daemon.backendOptions);
       return {
-        checks: report.checks,
+        checks: [...report.checks, ...daemon.gateway.diagnose()],
         backends: report.backends.map((b) => ({ backend: b.backend, usable: b.usable, checks: b.checks, capabilities: b.capabilities })),
         defaultBackend: daemon.defaultBackend,
       };

@@ -81,7 +81,7 @@ export function runNpm(args: string[], opts: { cwd: string; home: string; timeou
 /** Packs `packages` with `npm pack` and serves them at https://`host`:<port>/ (the name must resolve to 127.0.0.1). */
 export async function startTestNpmRegistry(
   defer: (fn: () => unknown) => void,
-  opts: { certs: TestCertificates; host: string; packages: TestPackage[] },
+  opts: { certs: TestCertificates; host: string; packages: TestPackage[]; /** added before every answer (a distant registry) */ latencyMs?: number },
 ): Promise<TestNpmRegistry> {
   const work = mkdtempSync(join(tmpdir(), "cleanroom-npm-registry-"));
   defer(() => rmSync(work, { recursive: true, force: true }));
@@ -94,6 +94,13 @@ export async function startTestNpmRegistry(
     const h = req.headers;
     requests.push({ method: req.method ?? "", url: req.url ?? "", accept: h.accept, ifNoneMatch: h["if-none-match"], authorization: h.authorization });
     const answer = respond(packed, req.method ?? "", req.url ?? "", h.accept ?? "", `https://${opts.host}:${port}`);
+    if (opts.latencyMs) {
+      setTimeout(() => {
+        if (answer.etag && h["if-none-match"] === answer.etag) return res.writeHead(304, { etag: answer.etag }).end();
+        res.writeHead(answer.status, { "content-type": answer.type, ...(answer.etag ? { etag: answer.etag } : {}) }).end(answer.body);
+      }, opts.latencyMs);
+      return;
+    }
     if (answer.etag && h["if-none-match"] === answer.etag) return res.writeHead(304, { etag: answer.etag }).end();
     res.writeHead(answer.status, { "content-type": answer.type, ...(answer.etag ? { etag: answer.etag } : {}) }).end(answer.body);
   });
