@@ -98,6 +98,8 @@ test("doctor reports the linux backend usable with its capabilities", async () =
   assert.equal(linux.usable, true);
   assert.equal(linux.capabilities["network.default_deny"], true);
   assert.equal(report.default_backend, "linux");
+  const gateway = report.checks.find((c: { name: string }) => c.name === "gateway");
+  assert.match(gateway.detail, /sandboxes use http:\/\/gateway\.cleanroom\.internal:\d+/);
 });
 
 test("-n keeps stdin from the workload, --tty gives exec a terminal, --rm removes an --in sandbox", async () => {
