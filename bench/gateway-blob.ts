@@ -17,6 +17,10 @@ const runs = Number(process.env.BENCH_RUNS ?? 5);
 const httpPort = 8081;
 
 const cleanups: (() => unknown)[] = [];
+// interrupted (Ctrl-C, a closed pipe): the daemon, sandboxes, netns and nft table are still removed
+for (const signal of ["SIGINT", "SIGTERM", "SIGPIPE"] as const) {
+  process.once(signal, () => void unwind(cleanups, "benchmark cleanup failed").finally(() => process.exit(130)));
+}
 try {
   const world = await startGatewayWorld({ after: (fn) => void cleanups.push(fn) }, { hosts: ["files.test"], gitHosts: [], httpPort });
   writeBlob(join(world.root, "files.test", "blob.bin"), mib);
