@@ -19,7 +19,26 @@ test("a valid config is read, and a missing one is empty", async (t) => {
   assert.deepEqual(await loadRuntimeConfig(join(tmpdir(), "no-such-dir", "config.yaml")), {});
 });
 
+test("gateway settings are read, with file paths relative to the config file", async (t) => {
+  const path = configFile(t, [
+    "gateway:",
+    "  oci:",
+    "    registries: { registry.corp.test: 'https://mirror.corp.test:5000' }",
+    "  upstream: { allow_private_cidrs: [10.20.0.0/16], ca_file: corp-ca.pem }",
+    "  credentials:",
+    "    env: { npm.corp.test: CORP_NPM_TOKEN }",
+    "    github_app: { app_id: 123, installation_id: '456', private_key_file: keys/app.pem, repo_prefixes: [my-org/] }",
+  ].join("\n"));
+  const config = await loadRuntimeConfig(path);
+  const dir = join(path, "..");
+  assert.equal(config.gateway?.upstream?.ca_file, join(dir, "corp-ca.pem"));
+  assert.deepEqual(config.gateway?.credentials?.github_app, { app_id: "123", installation_id: "456", private_key_file: join(dir, "keys", "app.pem"), repo_prefixes: ["my-org/"] });
+  assert.equal(config.gateway?.oci?.registries?.["registry.corp.test"], "https://mirror.corp.test:5000");
+});
+
 const broken: [name: string, text: string, message: RegExp][] = [
+  ["an unknown gateway key", "gateway:\n  npm:\n    registy: npm.test\n", /config\.yaml:3:5: gateway\.npm\.registy: unknown key "registy"/],
+  ["a gateway credential that is not an env var name", "gateway:\n  credentials:\n    env:\n      npm.test: 'my secret'\n", /config\.yaml:4:17: gateway\.credentials\.env\.npm\.test: expected an environment variable name/],
   ["an unknown top-level key", "default_backend: linux\nauth_required: true\n", /config\.yaml:2:1: auth_required: unknown key "auth_required"/],
   ["an unknown nested key", "backends:\n  linux:\n    cpus: 2\n", /config\.yaml:3:5: backends\.linux\.cpus: unknown key "cpus"/],
   ["a string where a number belongs", "backends:\n  linux:\n    vcpus: two\n", /config\.yaml:3:12: backends\.linux\.vcpus: .*number/],
