@@ -9,7 +9,7 @@ import { requireAllowed } from "./caller-policy.ts";
 import { GatewayRefusal, upstreamError } from "./refusal.ts";
 import { parseUpstreamHost } from "./request-path.ts";
 import type { GatewayContext } from "./route.ts";
-import type { UpstreamResponse } from "./upstream-client.ts";
+import { parseJsonOrUndefined, readUpstreamBody, type UpstreamResponse } from "./upstream-client.ts";
 import type { GatewayCaller, GatewaySettings } from "./types.ts";
 
 /** Docker Hub's registry name and where its API lives; ghcr.io, quay.io, public.ecr.aws and others are https://<name>. */
@@ -158,9 +158,9 @@ export class OciUpstream {
       headers: { accept: "application/json", "user-agent": "cleanroom-gateway" },
       ...(credential ? { authorization: credential } : {}),
     });
-    const text = (await readBody(res, TOKEN_BODY_BYTES, registry.authority)).toString("utf8");
+    const text = (await readUpstreamBody(res, TOKEN_BODY_BYTES, registry.authority, "the token realm's answer")).toString("utf8");
     if (res.status !== 200) throw upstreamError(`the token service ${realm.host} answered HTTP ${res.status}`, registry.authority);
-    const parsed = TOKEN_RESPONSE.safeParse(safeJson(text));
+    const parsed = TOKEN_RESPONSE.safeParse(parseJsonOrUndefined(text));
     const token = parsed.success ? (parsed.data.token ?? parsed.data.access_token) : undefined;
     if (!parsed.success || !token) throw upstreamError(`the token service ${realm.host} returned no usable token`, registry.authority);
     const seconds = parsed.data.expires_in ?? DEFAULT_TOKEN_SECONDS;
@@ -183,14 +183,6 @@ const TOKEN_RESPONSE = z.object({
   access_token: TOKEN.optional(),
   expires_in: z.number().int().positive().max(86_400).optional(),
 });
-
-function safeJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-}
 
 const clients = new WeakMap<GatewayContext, OciUpstream>();
 
@@ -218,19 +210,4 @@ export function parseAuthChallenge(header: string): AuthChallenge | undefined {
     if (param.lastIndex >= rest.length) break;
   }
   return { scheme: m[1]!.toLowerCase() === "bearer" ? "bearer" : "basic", params };
-}
-
-/** Reads a whole upstream body, refusing (upstream_error) one longer than `limitBytes`. */
-export async function readBody(res: UpstreamResponse, limitBytes: number, host: string): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of res.body) {
-    size += chunk.length;
-    if (size > limitBytes) {
-      res.body.destroy();
-      throw upstreamError(`refused: an upstream answer longer than ${limitBytes} bytes`, host);
-    }
-    chunks.push(Buffer.from(chunk));
-  }
-  return Buffer.concat(chunks);
 }

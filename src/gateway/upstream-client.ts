@@ -10,7 +10,7 @@ import { rootCertificates } from "node:tls";
 import { Agent, type Dispatcher } from "undici";
 import { callerAllows } from "./caller-policy.ts";
 import { addressGuard, type AddressGuard } from "./address-guard.ts";
-import { hostNotAllowed, upstreamError } from "./refusal.ts";
+import { GatewayRefusal, hostNotAllowed, upstreamError } from "./refusal.ts";
 import type { GatewayCaller, UpstreamResolver } from "./types.ts";
 
 const MAX_REDIRECTS = 5;
@@ -134,6 +134,40 @@ export class UpstreamClient {
 
   async close(): Promise<void> {
     await Promise.all([this.#guarded.close(), this.#trusted.close()]);
+  }
+}
+
+/**
+ * Reads a whole upstream body into memory, refusing (upstream_error) one longer than `limitBytes` — by its
+ * Content-Length before reading, else as soon as it passes the limit. `what` names it in the refusal.
+ */
+export async function readUpstreamBody(res: Pick<UpstreamResponse, "headers" | "body">, limitBytes: number, host: string, what = "the upstream's answer"): Promise<Buffer> {
+  const tooLarge = () => upstreamError(`refused: ${what} is larger than ${limitBytes} bytes`, host);
+  if (Number(res.headers["content-length"]) > limitBytes) {
+    res.body.destroy();
+    throw tooLarge();
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  try {
+    for await (const chunk of res.body) {
+      size += chunk.length;
+      if (size > limitBytes) throw tooLarge();
+      chunks.push(Buffer.from(chunk));
+    }
+  } catch (err) {
+    res.body.destroy();
+    throw err instanceof GatewayRefusal ? err : upstreamError(`${host}: reading ${what} failed: ${(err as Error).message}`, host);
+  }
+  return Buffer.concat(chunks);
+}
+
+/** JSON.parse, with undefined for text that is not JSON (upstream bodies are validated by a schema after). */
+export function parseJsonOrUndefined(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
   }
 }
 

@@ -26,7 +26,8 @@ export type CachedResult =
   /** the upstream answered something other than 200: nothing was stored */
   | { kind: "upstream_status"; status: number; headers: Record<string, string>; body: string };
 
-const STATUS_BODY_BYTES = 16 * 1024;
+/** how much of an upstream error answer (a 404 page, a registry error JSON) is kept and passed on */
+export const STATUS_BODY_BYTES = 16 * 1024;
 
 /** Looks `key` up, else fetches, verifies and stores it. Throws GatewayRefusal (host_not_allowed, upstream_error). */
 export async function cachedFetch(ctx: GatewayContext, caller: GatewayCaller, f: CachedFetch): Promise<CachedResult> {

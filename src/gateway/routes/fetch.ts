@@ -9,6 +9,7 @@ import { encodeSegments, parseUpstreamHost } from "../request-path.ts";
 import type { ExpectedDigest } from "../content-store.ts";
 import type { Route } from "../route.ts";
 import { cachedFetch, sendCached } from "./cached-fetch.ts";
+import { downloadRequest } from "./download-request.ts";
 
 export const EXPECTED_SHA256_HEADER = "x-cleanroom-expected-sha256";
 
@@ -24,11 +25,10 @@ export const fetchRoute: Route = {
     if (rest.length === 0) throw invalidRequest("missing path after the host", upstream.authority);
     const url = new URL(`https://${upstream.authority}/${encodeSegments(rest)}${path.trailingSlash ? "/" : ""}${path.query ? `?${path.query}` : ""}`);
     const expected = expectedSha256(req.headers[EXPECTED_SHA256_HEADER], upstream.authority);
-    const authorization = await ctx.credentials.authorizationFor(url, "http");
     const result = await cachedFetch(ctx, caller, {
       key: `fetch ${url.href}`,
       url,
-      request: { headers: { "user-agent": "cleanroom-gateway", accept: "*/*" }, ...(authorization ? { authorization } : {}) },
+      request: await downloadRequest(ctx, url),
       ...(expected ? { expected } : {}),
       keepHeaders: ["content-type", "last-modified", "etag"],
     });

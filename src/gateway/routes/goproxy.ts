@@ -11,8 +11,9 @@ import { callerAllows, requireAllowed } from "../caller-policy.ts";
 import { GatewayRefusal, invalidRequest, methodNotAllowed, upstreamError } from "../refusal.ts";
 import { parseUpstreamHost, type UpstreamHost } from "../request-path.ts";
 import type { GatewayContext, Route, RouteOutcome, RouteRequest } from "../route.ts";
-import type { UpstreamRequest } from "../upstream-client.ts";
+import { parseJsonOrUndefined, readUpstreamBody } from "../upstream-client.ts";
 import { cachedFetch, sendCached, type CachedResult } from "./cached-fetch.ts";
+import { downloadRequest } from "./download-request.ts";
 import { revalidatedFetch, sendRevalidated } from "./revalidated-fetch.ts";
 
 export const DEFAULT_GO_PROXY = "proxy.golang.org";
@@ -59,7 +60,7 @@ export const goproxyRoute: Route = {
     // before the cache too: a stage that no longer allows the proxy gets nothing from it, cached or not
     requireAllowed(caller, upstream.host, upstream.port);
     const url = new URL(`https://${upstream.authority}/${target.upstreamPath}`);
-    const upstreamRequest = await requestFor(ctx, url);
+    const upstreamRequest = await downloadRequest(ctx, url);
     const head = method === "HEAD";
     let result: CachedResult;
     let sent: { status: number; bytes: number };
@@ -137,17 +138,12 @@ export function isModulePath(path: string): boolean {
   });
 }
 
-async function requestFor(ctx: GatewayContext, url: URL): Promise<UpstreamRequest> {
-  const authorization = await ctx.credentials.authorizationFor(url, "http");
-  return { headers: { "user-agent": "cleanroom-gateway", accept: "*/*" }, ...(authorization ? { authorization } : {}) };
-}
-
 /** An immutable file must be the version asked for before it is cached for every later sandbox. */
 async function verifyModuleFile(blobPath: string, target: ModuleRequest, host: string): Promise<void> {
   const what = `${target.module}@${target.version}`;
   if (target.file === "info") {
     const text = await readFile(blobPath, "utf8");
-    const info = text.length <= MAX_INFO_BYTES ? z.object({ Version: z.string() }).safeParse(parseJson(text)) : undefined;
+    const info = text.length <= MAX_INFO_BYTES ? z.object({ Version: z.string() }).safeParse(parseJsonOrUndefined(text)) : undefined;
     if (!info?.success || info.data.Version !== target.version) throw upstreamError(`refused: the upstream's .info for ${what} describes another version`, host);
   } else if (target.file === "zip") {
     await verifyZipNames(blobPath, `${what}/`, host);
@@ -177,14 +173,6 @@ async function verifyZipNames(blobPath: string, prefix: string, host: string): P
   }
 }
 
-function parseJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-}
-
 /** /goproxy/sumdb/<name>/supported|lookup/…|tile/…|latest, audited as service "sumdb". */
 async function handleSumdb({ caller, method, path, res }: RouteRequest, ctx: GatewayContext): Promise<RouteOutcome> {
   const db = parseUpstreamHost(path.segments[1]);
@@ -200,14 +188,14 @@ async function handleSumdb({ caller, method, path, res }: RouteRequest, ctx: Gat
   const kind = sumdbPathKind(rest, db);
   requireAllowed(caller, db.host, db.port);
   const url = new URL(`https://${db.authority}/${rest}`);
-  const request = await requestFor(ctx, url);
+  const request = await downloadRequest(ctx, url);
   if (kind === "full-tile") {
     const result = await cachedFetch(ctx, caller, { key: `sumdb ${url.href}`, url, request, keepHeaders: ["content-type"] });
     const sent = await sendCached(ctx, res, result, head);
     return { destinationHost: db.authority, reasonCode: result.kind === "stored" && result.fromCache ? "cached" : "proxied", service: "sumdb", ...sent };
   }
   const upstream = await ctx.upstream.fetch(caller, url, { ...request, method: "GET" });
-  const body = await readAtMost(upstream.body, MAX_SUMDB_PASSTHROUGH_BYTES, db.authority);
+  const body = await readUpstreamBody(upstream, MAX_SUMDB_PASSTHROUGH_BYTES, db.authority, "the checksum database's answer");
   const contentType = typeof upstream.headers["content-type"] === "string" ? upstream.headers["content-type"] : "text/plain; charset=utf-8";
   res.writeHead(upstream.status, { "content-type": contentType, "content-length": String(body.length) }).end(head ? undefined : body);
   return { destinationHost: db.authority, reasonCode: "proxied", status: upstream.status, bytes: head ? 0 : body.length, service: "sumdb" };
@@ -224,15 +212,4 @@ function sumdbPathKind(rest: string, db: UpstreamHost): "full-tile" | "moving" {
     if (version !== undefined && version.length <= MAX_VERSION_CHARS && SEMVER.test(version)) return "moving";
   }
   throw invalidRequest("not a checksum database path: expected supported, latest, lookup/<module>@<version> or tile/…", db.authority);
-}
-
-async function readAtMost(body: AsyncIterable<Uint8Array>, limit: number, host: string): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    size += chunk.length;
-    if (size > limit) throw upstreamError(`refused: the checksum database answered more than ${limit} bytes`, host);
-    chunks.push(Buffer.from(chunk));
-  }
-  return Buffer.concat(chunks);
 }

@@ -16,13 +16,12 @@ import { GatewayRefusal, methodNotAllowed, upstreamError } from "../refusal.ts";
 import { parseUpstreamHost, type UpstreamHost } from "../request-path.ts";
 import type { GatewayContext, Route, RouteOutcome } from "../route.ts";
 import type { GatewayCaller } from "../types.ts";
-import type { UpstreamResponse } from "../upstream-client.ts";
-import { cachedFetch, readBounded, sendCached, type CachedResult } from "./cached-fetch.ts";
+import { readUpstreamBody, type UpstreamResponse } from "../upstream-client.ts";
+import { cachedFetch, readBounded, sendCached, STATUS_BODY_BYTES, type CachedResult } from "./cached-fetch.ts";
 
 const PACKUMENT_MAX_BYTES = 64 * 1024 * 1024;
 /** how long a cached packument is served without asking the upstream (registry.npmjs.org says max-age=300 too) */
 const PACKUMENT_FRESH_MS = 5 * 60_000;
-const STATUS_BODY_BYTES = 16 * 1024;
 const ABBREVIATED_TYPE = "application/vnd.npm.install-v1+json";
 const ACCEPT = {
   abbreviated: `${ABBREVIATED_TYPE}; q=1.0, application/json; q=0.8, */*`,
@@ -156,7 +155,7 @@ async function refreshPackument(
     const type = res.headers["content-type"];
     return { kind: "upstream_status", status: res.status === 304 ? 502 : res.status, headers: typeof type === "string" ? { "content-type": type } : {}, body };
   }
-  const raw = await readWhole(res, PACKUMENT_MAX_BYTES, authority);
+  const raw = await readUpstreamBody(res, PACKUMENT_MAX_BYTES, authority, "the packument");
   const rewritten = rewritePackument(raw, { name, authority, gatewayUrl: call.gatewayUrl });
   await writeTarballIndex(ctx, tarballIndexKey(authority, name), rewritten.tarballs);
   const stored = await ctx.store.ingest(Readable.from([rewritten.body]));
@@ -188,26 +187,4 @@ async function readTarballIndex(ctx: GatewayContext, key: string): Promise<Recor
   } catch {
     return undefined; // removed by a prune between lookup and read: refetched like a miss
   }
-}
-
-/** Reads a whole upstream body into memory, refusing it past `limitBytes`. */
-async function readWhole(res: UpstreamResponse, limitBytes: number, host: string): Promise<Buffer> {
-  const declared = Number(res.headers["content-length"]);
-  if (declared > limitBytes) {
-    res.body.destroy();
-    throw upstreamError(`refused: the packument is larger than ${limitBytes} bytes`, host);
-  }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  try {
-    for await (const chunk of res.body) {
-      size += chunk.length;
-      if (size > limitBytes) throw upstreamError(`refused: the packument is larger than ${limitBytes} bytes`, host);
-      chunks.push(Buffer.from(chunk));
-    }
-  } catch (err) {
-    res.body.destroy();
-    throw err instanceof GatewayRefusal ? err : upstreamError(`${host}: the packument download failed: ${(err as Error).message}`, host);
-  }
-  return Buffer.concat(chunks);
 }

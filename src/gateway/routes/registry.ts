@@ -14,12 +14,12 @@ import { createHash } from "node:crypto";
 import { Readable } from "node:stream";
 import { requireAllowed } from "../caller-policy.ts";
 import { IntegrityMismatch, ObjectTooLarge, type ExpectedDigest, type StoredObject } from "../content-store.ts";
-import { ociUpstream, readBody, RegistryUnreachable, resolveRegistry, type OciRegistry, type OciUpstreamRequest } from "../oci-upstream.ts";
+import { ociUpstream, RegistryUnreachable, resolveRegistry, type OciRegistry, type OciUpstreamRequest } from "../oci-upstream.ts";
 import { invalidRequest, methodNotAllowed, upstreamError } from "../refusal.ts";
 import type { GatewayContext, Route, RouteOutcome, RouteRequest } from "../route.ts";
-import type { UpstreamResponse } from "../upstream-client.ts";
+import { readUpstreamBody, type UpstreamResponse } from "../upstream-client.ts";
 import type { GatewayCaller } from "../types.ts";
-import { readBounded } from "./cached-fetch.ts";
+import { readBounded, STATUS_BODY_BYTES } from "./cached-fetch.ts";
 import { parseOciRequest } from "./oci-request.ts";
 
 const API_VERSION = { "docker-distribution-api-version": "registry/2.0" } as const;
@@ -35,7 +35,6 @@ const CONTENT_TYPE = /^[A-Za-z0-9.+\-/]{1,200}(;[A-Za-z0-9.+\-=" ]{0,100})?$/;
 /** the distribution spec's recommended manifest size limit */
 const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 const MAX_TAG_LIST_BYTES = 4 * 1024 * 1024;
-const ERROR_BODY_BYTES = 16 * 1024;
 
 /** One guest request being answered. */
 interface OciCall {
@@ -167,7 +166,7 @@ async function fetchTag(call: OciCall, repository: string, tagKey: string, reque
   const { ctx, registry } = call;
   const up = await ociUpstream(ctx).fetch(call.caller, registry, request);
   if (up.status !== 200) return upstreamStatus(up);
-  const bytes = await readBody(up, MAX_MANIFEST_BYTES, registry.authority);
+  const bytes = await readUpstreamBody(up, MAX_MANIFEST_BYTES, registry.authority, "the manifest");
   const digest = `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
   const claimed = headerOf(up.headers, "docker-content-digest");
   if (claimed !== undefined && claimed !== digest) {
@@ -203,7 +202,7 @@ async function proxyTagList(call: OciCall, repository: string, query: string, ro
     accept: "application/json",
     scope: pullScope(repository),
   });
-  const body = await readBody(up, MAX_TAG_LIST_BYTES, call.registry.authority);
+  const body = await readUpstreamBody(up, MAX_TAG_LIST_BYTES, call.registry.authority, "the tag list");
   const link = /^<\/v2\/([A-Za-z0-9._\-/?&=%]{1,2000})>(;\s*rel="next")$/.exec(headerOf(up.headers, "link") ?? "");
   const headers: Record<string, string> = { ...API_VERSION, "content-type": contentTypeOf(up.headers) ?? "application/json", "content-length": String(body.length) };
   if (link) headers.link = `<${routeBase}/${link[1]}>${link[2]}`;
@@ -229,7 +228,7 @@ async function sendStored(call: OciCall, object: StoredObject, reasonCode: "cach
 
 /** An upstream answer other than the bytes asked for, read (bounded) so that concurrent waiters can all relay it. */
 async function upstreamStatus(up: UpstreamResponse): Promise<UpstreamStatus> {
-  const body = Buffer.from(await readBounded(up.body, ERROR_BODY_BYTES));
+  const body = Buffer.from(await readBounded(up.body, STATUS_BODY_BYTES));
   const contentType = contentTypeOf(up.headers);
   return { kind: "status", status: up.status, body, ...(contentType ? { contentType } : {}) };
 }

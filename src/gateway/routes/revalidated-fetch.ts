@@ -10,7 +10,7 @@ import { GatewayRefusal } from "../refusal.ts";
 import type { GatewayContext } from "../route.ts";
 import type { GatewayCaller } from "../types.ts";
 import type { UpstreamRequest, UpstreamResponse } from "../upstream-client.ts";
-import { pickHeaders, readBounded, sendCached, type CachedResult } from "./cached-fetch.ts";
+import { pickHeaders, readBounded, sendCached, STATUS_BODY_BYTES, type CachedResult } from "./cached-fetch.ts";
 
 export interface RevalidatedFetch {
   /** content-store key; distinct from any immutable key for the same URL */
@@ -21,8 +21,6 @@ export interface RevalidatedFetch {
   /** response headers kept with the entry and sent with it (lowercase); "etag" is needed for revalidation */
   keepHeaders: readonly string[];
 }
-
-const STATUS_BODY_BYTES = 16 * 1024;
 
 /** The entry for `key` if fresh, else the upstream's current document (stored), else the stale entry. */
 export async function revalidatedFetch(ctx: GatewayContext, caller: GatewayCaller, f: RevalidatedFetch): Promise<CachedResult> {

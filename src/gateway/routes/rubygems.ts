@@ -11,8 +11,8 @@ import { invalidRequest, methodNotAllowed, upstreamError } from "../refusal.ts";
 import { parseUpstreamHost, type UpstreamHost } from "../request-path.ts";
 import type { GatewayContext, Route } from "../route.ts";
 import type { GatewayCaller } from "../types.ts";
-import type { UpstreamRequest } from "../upstream-client.ts";
 import { cachedFetch, sendCached, type CachedResult } from "./cached-fetch.ts";
+import { downloadRequest } from "./download-request.ts";
 import { revalidatedFetch, sendRevalidated, type RevalidatedFetch } from "./revalidated-fetch.ts";
 
 export const DEFAULT_RUBYGEMS_HOST = "rubygems.org";
@@ -97,14 +97,8 @@ export function nameSplits(fullName: string): { name: string; version: string }[
   return splits;
 }
 
-async function upstreamRequest(ctx: GatewayContext, url: URL): Promise<UpstreamRequest> {
-  const authorization = await ctx.credentials.authorizationFor(url, "http");
-  // no accept-encoding: the stored bytes are the document itself, as Bundler's digests describe it
-  return { headers: { "user-agent": "cleanroom-gateway", accept: "*/*" }, ...(authorization ? { authorization } : {}) };
-}
-
 async function indexFetch(ctx: GatewayContext, url: URL): Promise<RevalidatedFetch> {
-  return { key: `rubygems-index ${url.href}`, url, request: await upstreamRequest(ctx, url), maxAgeMs: INDEX_MAX_AGE_MS, keepHeaders: INDEX_HEADERS };
+  return { key: `rubygems-index ${url.href}`, url, request: await downloadRequest(ctx, url), maxAgeMs: INDEX_MAX_AGE_MS, keepHeaders: INDEX_HEADERS };
 }
 
 async function fetchImmutable(ctx: GatewayContext, caller: GatewayCaller, url: URL, expected: ExpectedDigest | undefined): Promise<CachedResult> {
@@ -112,7 +106,7 @@ async function fetchImmutable(ctx: GatewayContext, caller: GatewayCaller, url: U
     return await cachedFetch(ctx, caller, {
       key: `rubygems ${url.href}`,
       url,
-      request: await upstreamRequest(ctx, url),
+      request: await downloadRequest(ctx, url),
       ...(expected ? { expected } : {}),
       keepHeaders: ["content-type", "last-modified"],
     });
