@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(runc nftables iproute2 golang-go debootstrap git docker-registry skopeo attr busybox-static ca-certificates curl)
+packages=(runc nftables iproute2 golang-go debootstrap git docker-registry skopeo attr busybox-static ca-certificates curl openssl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
