@@ -67,7 +67,11 @@ export function buildProgram(): Command {
     .action(execAction(true));
 
   const createCommand = (cmd: Command, readPolicy: boolean) =>
-    (readPolicy ? cmd.option("-c, --chdir <dir>", "repository whose cleanroom.yaml applies (default: the current directory)") : cmd)
+    (readPolicy
+      ? cmd.option("-c, --chdir <dir>", "repository whose cleanroom.yaml applies (default: the current directory)")
+        .option("--repo-url <url>", "check out this repository (https or ssh URL); its policy comes from the commit")
+        .option("--repo-commit <rev>", "commit to check out: a sha, a tag, a branch or latest")
+      : cmd)
       .option("--image <ref>", "image (default: the locally built base image)")
       .option("--backend <name>", "isolation backend")
       .option("--launch-seconds <n>", "how long the sandbox may take to start")

@@ -8,6 +8,7 @@
  */
 export { startGateway, parseGatewayListen, type Gateway } from "./server.ts";
 export { guestEnvironment, GATEWAY_HOSTNAME } from "./guest-env.ts";
+export { parseRepositoryUrl, type RepositoryLookup, type ResolvedCommit } from "./repository-lookup.ts";
 export type {
   CallerLookup,
   GatewayAuditEvent,

@@ -8,6 +8,8 @@ import { GATEWAY_HOSTNAME, guestEnvironment } from "./guest-env.ts";
 import { GatewayRefusal, invalidRequest, upstreamError } from "./refusal.ts";
 import { isGatewayHostHeader, parseGatewayPath } from "./request-path.ts";
 import type { GatewayContext, Route, RouteOutcome } from "./route.ts";
+import { RepositoryLookup } from "./repository-lookup.ts";
+import { mirrorsFor } from "./routes/git.ts";
 import { gatewayRoutes } from "./routes/index.ts";
 import { UpstreamClient } from "./upstream-client.ts";
 import type { GatewayAuditEvent, GatewayCaller, GatewayOptions } from "./types.ts";
@@ -22,6 +24,8 @@ export interface Gateway {
   readonly url: string;
   /** env entries pointing guest tools at the gateway for what `caller`'s active stage allows */
   guestEnvironment(caller: Pick<GatewayCaller, "rules" | "allowAll">): string[];
+  /** the daemon's own repository questions (which commit, which policy file), answered from the Git mirrors */
+  readonly repositories: RepositoryLookup;
   /** `doctor` lines: where it listens, which upstreams have credentials (never values), a GitHub App that cannot load */
   diagnose(): { name: string; ok: boolean; detail: string }[];
   close(): Promise<void>;
@@ -132,6 +136,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     port: listeningPort,
     url: `http://${publicHost}:${listeningPort}`,
     guestEnvironment: (caller) => guestEnvironment(`http://${publicHost}:${listeningPort}`, caller, settings),
+    repositories: new RepositoryLookup(mirrorsFor(context)),
     diagnose() {
       const hosts = credentials.configuredHosts();
       const appProblem = credentials.githubAppProblem();

@@ -14,6 +14,11 @@ export async function loadPolicyFile(path: string, warnings: string[] = []): Pro
   return (await import("./load.ts")).loadPolicyFile(path, warnings);
 }
 
+/** Validates and compiles policy YAML that is not a local file (e.g. cleanroom.yaml at a commit); `source` names it in errors. */
+export async function compilePolicyText(text: string, source: string, warnings: string[] = []): Promise<LoadedPolicy> {
+  return (await import("./load.ts")).compilePolicyText(text, source, warnings);
+}
+
 /** The compiled policy of a repository directory, or undefined when it has no policy file (then nothing heavy loads). */
 export async function loadRepositoryPolicy(dir: string): Promise<LoadedPolicy | undefined> {
   const found = await findPolicyFile(dir);

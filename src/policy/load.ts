@@ -16,8 +16,13 @@ export interface LoadedPolicy {
 export async function loadPolicyFile(path: string, warnings: string[] = []): Promise<LoadedPolicy> {
   const info = await stat(path);
   if (info.size > MAX_YAML_BYTES) throw new CleanroomError("policy_invalid", `${path}: larger than ${MAX_YAML_BYTES} bytes`);
-  const text = await readFile(path, "utf8");
-  const file = await parseYaml(text, policyFileSchema, path, "policy_invalid");
+  return compilePolicyText(await readFile(path, "utf8"), path, warnings);
+}
+
+/** Validates and compiles policy YAML read from elsewhere (a commit); `source` names it in errors. */
+export async function compilePolicyText(text: string, source: string, warnings: string[] = []): Promise<LoadedPolicy> {
+  if (Buffer.byteLength(text) > MAX_YAML_BYTES) throw new CleanroomError("policy_invalid", `${source}: larger than ${MAX_YAML_BYTES} bytes`);
+  const file = await parseYaml(text, policyFileSchema, source, "policy_invalid");
   const policy = compilePolicy(file);
-  return { source: path, policy, hash: policyHash(policy), warnings };
+  return { source, policy, hash: policyHash(policy), warnings };
 }

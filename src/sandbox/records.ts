@@ -31,6 +31,20 @@ export interface SandboxRecord {
   imageDefaults?: ImageDefaults;
   /** a warm-pool spare: not yet handed to anyone, hidden from the API */
   pooled?: boolean;
+  /** the repository checked out at `path` before the sandbox became READY */
+  repository?: RepositoryRecord;
+}
+
+/** A sandbox's repository: where it came from (an exact commit) and where it lives in the sandbox. */
+export interface RepositoryRecord {
+  /** canonical https URL, also the checkout's remote URL */
+  remoteUrl: string;
+  commit: string;
+  /** checked out as this branch, tracking `<remoteName>/<branch>`; absent: detached at the commit */
+  branch?: string;
+  path: string;
+  remoteName: string;
+  submodules: boolean;
 }
 
 export interface ImageDefaults {

@@ -2,7 +2,7 @@ import { GATEWAY_HOSTNAME, type GatewayAuditEvent, type GatewayCaller } from "..
 import type { SandboxNetwork } from "../network/index.ts";
 import type { SandboxEventLog } from "./event-log.ts";
 import type { SandboxRecord } from "./records.ts";
-import type { SandboxNetworks } from "./sandbox-network.ts";
+import { stageRulesOf, type SandboxNetworks } from "./sandbox-network.ts";
 
 /** What the sandbox part uses of the running gateway (its port is already admitted by the network rules). */
 export interface GatewayAccess {
@@ -67,6 +67,5 @@ export class SandboxGateway {
 
 function callerOf(record: SandboxRecord, network: SandboxNetwork): GatewayCaller {
   const stage = network.activeStage;
-  const stages: Record<string, GatewayCaller["rules"]> = record.policy?.network.stages ?? {};
-  return { sandboxId: record.id, stage, rules: (stage && stages[stage]) || [], allowAll: network.allowAll };
+  return { sandboxId: record.id, stage, rules: (stage && stageRulesOf(record)[stage]) || [], allowAll: network.allowAll };
 }

@@ -1,15 +1,26 @@
 import type { NetworkEvent, NetworkManager, SandboxNetwork, SandboxNetworkSpec } from "../network/index.ts";
-import type { CompiledPolicy } from "../policy/index.ts";
+import type { AllowRule } from "../policy/index.ts";
 import type { SandboxEventLog } from "./event-log.ts";
 import type { SandboxRecord } from "./records.ts";
+import { repositoryHostRule } from "./repository-checkout.ts";
 
-/** The stage in force once a sandbox is READY (repository and block stages come with repository bootstrap). */
+/** The stage in force once a sandbox is READY (the dependency and service stages come with blocks). */
 const RUNNING_STAGE = "execution";
 
-/** What a sandbox may reach: its policy's stages (no policy: nothing), or anything under --dangerously-allow-all. */
-export function networkSpecOf(record: Pick<SandboxRecord, "id" | "policy" | "dangerouslyAllowAll">): SandboxNetworkSpec {
-  const stages: Record<string, CompiledPolicy["network"]["stages"]["execution"]> = record.policy ? { ...record.policy.network.stages } : {};
-  return { sandboxId: record.id, stages, initialStage: record.policy ? RUNNING_STAGE : null, allowAll: record.dangerouslyAllowAll };
+/** The allow rules of each stage: the policy's; without one, only the repository's own host while it is checked out. */
+export function stageRulesOf(record: Pick<SandboxRecord, "policy" | "repository">): Record<string, AllowRule[]> {
+  if (record.policy) return { ...record.policy.network.stages };
+  return record.repository ? { repository: [repositoryHostRule(record.repository.remoteUrl)] } : {};
+}
+
+/** The stage of a READY sandbox: execution under a policy; none (no egress) without one. */
+export function runningStageOf(record: Pick<SandboxRecord, "policy">): string | null {
+  return record.policy ? RUNNING_STAGE : null;
+}
+
+/** What a sandbox may reach (its stages, or anything under --dangerously-allow-all), starting in `stage`. */
+export function networkSpecOf(record: Pick<SandboxRecord, "id" | "policy" | "repository" | "dangerouslyAllowAll">, stage = runningStageOf(record)): SandboxNetworkSpec {
+  return { sandboxId: record.id, stages: stageRulesOf(record), initialStage: stage, allowAll: record.dangerouslyAllowAll };
 }
 
 /**
@@ -29,8 +40,15 @@ export class SandboxNetworks {
     return this.#manager !== undefined;
   }
 
+  /** A new sandbox's network; a repository checkout starts in the repository stage. */
   setUp(record: SandboxRecord): Promise<SandboxNetwork | undefined> {
-    return this.#manager ? this.#manager.setUp(networkSpecOf(record)) : Promise.resolve(undefined);
+    const stage = record.repository ? "repository" : runningStageOf(record);
+    return this.#manager ? this.#manager.setUp(networkSpecOf(record, stage)) : Promise.resolve(undefined);
+  }
+
+  /** Switches the sandbox's egress to the stage a READY sandbox runs in (connections of the previous stage are cut). */
+  async enterRunningStage(record: SandboxRecord): Promise<void> {
+    await this.#manager?.activateStage(record.id, runningStageOf(record));
   }
 
   /** A running sandbox after a daemon restart: its rules and DNS listener come back. */

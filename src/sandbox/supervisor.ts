@@ -11,7 +11,8 @@ import { requiredCapabilities, type CompiledPolicy } from "../policy/index.ts";
 import { SandboxEventLog } from "./event-log.ts";
 import { ExecutionRunner, mergeEnv, type ExecutionInput, type ExecutionStreamItem } from "./execution-runner.ts";
 import { newSandboxId, SANDBOX_ID_PATTERN } from "./ids.ts";
-import { LIVE_SANDBOX_STATUSES, type ExecutionRecord, type SandboxEventRecord, type SandboxRecord, type SandboxResources, type SandboxStatus } from "./records.ts";
+import { LIVE_SANDBOX_STATUSES, type ExecutionRecord, type RepositoryRecord, type SandboxEventRecord, type SandboxRecord, type SandboxResources, type SandboxStatus } from "./records.ts";
+import { bootstrapRepository, prepareCheckout, type RepositoryCheckoutInput, type RepositorySource } from "./repository-checkout.ts";
 import { SandboxGateway, type GatewayAccess } from "./sandbox-gateway.ts";
 import { SandboxNetworks } from "./sandbox-network.ts";
 import { StateStore } from "./store.ts";
@@ -31,6 +32,8 @@ export interface SupervisorOptions {
   network?: NetworkManager;
   /** the host gateway: sandboxes get its name in /etc/hosts and executions the env that points tools at it */
   gateway?: GatewayAccess;
+  /** resolves repository checkouts and reads policy files at a commit (the gateway's Git mirrors) */
+  repositories?: RepositorySource;
   logger: Logger;
 }
 
@@ -43,10 +46,12 @@ export interface CreateSandboxInput {
   launchSeconds?: number;
   dangerouslyAllowAll?: boolean;
   labels?: Record<string, string>;
+  /** check this repository out before READY; without `policy`, its policy comes from the commit */
+  repository?: RepositoryCheckoutInput;
 }
 
 export type CreateProgress =
-  | { phase: "resolve_image" | "provision" | "ready"; message: string }
+  | { phase: "resolve_image" | "provision" | "ready" | "resolve_repository" | "bootstrap_repository"; message: string }
   | { phase: "pull_image"; progress: ImageProgress };
 
 /** pause between handing out a spare and launching its replacement */
@@ -76,7 +81,7 @@ export class SandboxSupervisor {
     this.#events = new SandboxEventLog(store);
     this.#networks = new SandboxNetworks(opts.network, this.#events);
     this.#gateway = new SandboxGateway(opts.gateway, this.#networks, (id) => this.#store.getSandbox(id), this.#events);
-    this.#pool = new WarmPool({ size: opts.warmPoolSize, launch: () => this.#launchNew({}, true), logger: opts.logger });
+    this.#pool = new WarmPool({ size: opts.warmPoolSize, launch: () => this.#launchNew({}, undefined, true), logger: opts.logger });
     this.#runner = new ExecutionRunner({
       store,
       outputDir: join(opts.stateDir, "executions"),
@@ -106,19 +111,30 @@ export class SandboxSupervisor {
   }
 
   async createSandbox(input: CreateSandboxInput, onProgress: (p: CreateProgress) => void = () => {}): Promise<SandboxRecord> {
+    if (input.repository) return this.#launchNew(...(await this.#withRepository(input, input.repository, onProgress)), false, onProgress);
     const spare = this.#isDefaultShape(input) ? await this.#claimSpare(input) : undefined;
     if (spare) {
       onProgress({ phase: "ready", message: "ready (warm)" });
       return spare;
     }
     try {
-      return await this.#launchNew(input, false, onProgress);
+      return await this.#launchNew(input, undefined, false, onProgress);
     } finally {
       this.#pool.fill();
     }
   }
 
-  async #launchNew(input: CreateSandboxInput, pooled: boolean, onProgress: (p: CreateProgress) => void = () => {}): Promise<SandboxRecord> {
+  /** Resolves the checkout to a commit and settles the policy (the creator's, else the commit's) before launch. */
+  async #withRepository(input: CreateSandboxInput, checkout: RepositoryCheckoutInput, onProgress: (p: CreateProgress) => void): Promise<[CreateSandboxInput, RepositoryRecord]> {
+    if (!this.#networks.enforcesAllowlists) throw new CleanroomError("failed_precondition", "repository checkouts go through the gateway, which needs the daemon's sandbox networking");
+    onProgress({ phase: "resolve_repository", message: `resolving ${checkout.remoteUrl} ${checkout.commit || "latest"}` });
+    const prepared = await prepareCheckout(checkout, input.policy, this.#opts.repositories);
+    for (const warning of prepared.warnings) this.#log.warn({ repository: prepared.repository.remoteUrl }, warning);
+    const { policy: _sent, ...rest } = input;
+    return [{ ...rest, ...(prepared.policy ? { policy: prepared.policy } : {}) }, prepared.repository];
+  }
+
+  async #launchNew(input: CreateSandboxInput, repository: RepositoryRecord | undefined, pooled: boolean, onProgress: (p: CreateProgress) => void = () => {}): Promise<SandboxRecord> {
     const backend = this.#backend(input.backend);
     const policy = input.policy?.policy;
     if (policy) checkPolicySupported(policy, backend, this.#networks.enforcesAllowlists);
@@ -140,6 +156,7 @@ export class SandboxSupervisor {
       labels: input.labels ?? {},
       ...(policy ? { policy } : {}),
       ...(pooled ? { pooled } : {}),
+      ...(repository ? { repository } : {}),
     };
     // recorded before any host resource exists, so reconcile can always find what a crash left behind
     this.#store.putSandbox(record);
@@ -165,6 +182,7 @@ export class SandboxSupervisor {
       const agent = connectAgent(launched.agentSocketPath, { timeoutMs: launchMs });
       this.#agents.set(record.id, agent);
       await agent;
+      if (repository) await this.#checkOut(record, repository, await agent, image.config.user, onProgress);
       this.#setStatus(record, "READY", "");
       log.info({ image_digest: image.digest, duration_ms: Math.round(performance.now() - startedAt) }, "sandbox ready");
       onProgress({ phase: "ready", message: "ready" });
@@ -178,6 +196,17 @@ export class SandboxSupervisor {
       if (isCleanroomError(err)) throw err;
       throw new CleanroomError("runtime_launch_failed", `sandbox ${record.id} failed to start: ${reason}`, { sandbox_id: record.id });
     }
+  }
+
+  /** The repository stage: the sandbox's git fetches through the gateway; then egress switches to the running stage. */
+  async #checkOut(record: SandboxRecord, repository: RepositoryRecord, agent: AgentClient, imageUser: string, onProgress: (p: CreateProgress) => void): Promise<void> {
+    onProgress({ phase: "bootstrap_repository", message: `checking out ${repository.remoteUrl} at ${repository.commit.slice(0, 12)} in ${repository.path}` });
+    const startedAt = performance.now();
+    await bootstrapRepository(agent, repository, this.#gateway.environmentFor(record), imageUser || "root");
+    await this.#networks.enterRunningStage(record);
+    this.#events.record(record.id, "repository_checked_out", `checked out ${repository.remoteUrl} at ${repository.commit}`, {
+      attributes: { remote_url: repository.remoteUrl, commit: repository.commit, branch: repository.branch ?? "", path: repository.path, duration_ms: String(Math.round(performance.now() - startedAt)) },
+    });
   }
 
   getSandbox(id: string): SandboxRecord {

@@ -9,9 +9,22 @@ export interface CleanroomOptions {
   host?: string;
 }
 
+/** A repository to check out in a new sandbox, at an exact commit. */
+export interface RepositoryCheckoutOptions {
+  /** https URL of the repository */
+  remoteUrl: string;
+  /** sha (full or abbreviated), tag, branch or "latest" (default) */
+  commit?: string;
+  /** for a sha: the branch whose remote-tracking ref the checkout carries */
+  branch?: string;
+}
+
 export interface CreateSandboxOptions {
-  /** a compiled policy (canonical JSON) and its hash, e.g. from `loadRepositoryPolicy` */
+  /** a compiled policy (canonical JSON) and its hash, e.g. from `loadRepositoryPolicy`; with `repository` and no
+   * policy, the daemon loads cleanroom.yaml from the checked-out commit */
   policy?: { json: string; hash: string };
+  /** check this repository out at `repository.path` (default /workspace) before the sandbox is ready */
+  repository?: RepositoryCheckoutOptions;
   image?: string;
   backend?: string;
   launchSeconds?: number;
@@ -93,6 +106,7 @@ export class Cleanroom {
       labels: opts.labels ?? {},
       resources: { vcpus: opts.resources?.vcpus ?? 0, memoryMib: opts.resources?.memoryMiB ?? 0, pidsLimit: opts.resources?.pidsLimit ?? 0 },
       ...(opts.policy ? { compiledPolicyJson: opts.policy.json, policyHash: opts.policy.hash } : {}),
+      ...(opts.repository ? { repositoryCheckout: { remoteUrl: opts.repository.remoteUrl, commit: opts.repository.commit ?? "latest", branch: opts.repository.branch ?? "" } } : {}),
     });
     return new SandboxHandle(this, res.sandbox ?? {});
   }

@@ -1,5 +1,5 @@
 export {
   Cleanroom, SandboxHandle, ExecutionHandle, defaultHost, enumName,
-  type CleanroomOptions, type CreateSandboxOptions, type StartOptions, type ExecResult, type ExecutionOutcome, type OutputEvent, type ExitEvent,
+  type CleanroomOptions, type CreateSandboxOptions, type RepositoryCheckoutOptions, type StartOptions, type ExecResult, type ExecutionOutcome, type OutputEvent, type ExitEvent,
 } from "./client.ts";
 export { CleanroomError, isCleanroomError, type ReasonCode } from "../errors/index.ts";

@@ -25,6 +25,7 @@ export function sandboxMessage(record: SandboxRecord): Sandbox {
     policyHash: record.policyHash,
     dangerouslyAllowAll: record.dangerouslyAllowAll,
     labels: record.labels,
+    ...(record.repository ? { repository: { remoteUrl: record.repository.remoteUrl, commit: record.repository.commit, branch: record.repository.branch ?? "", path: record.repository.path } } : {}),
   });
 }
 

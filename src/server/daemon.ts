@@ -73,6 +73,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     warmPoolSize: opts.warmPoolSize ?? config.sandbox_lifecycle?.warm_pool_size ?? 1,
     ...(network ? { network } : {}),
     gateway,
+    repositories: gateway.repositories,
     logger: log,
   });
   supervisorRef = supervisor;

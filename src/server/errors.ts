@@ -16,6 +16,9 @@ const CODE_BY_REASON: Partial<Record<ReasonCode, Code>> = {
   registry_error: Code.Unavailable,
   host_not_allowed: Code.PermissionDenied,
   registry_not_allowed: Code.PermissionDenied,
+  permission_denied: Code.PermissionDenied,
+  resource_exhausted: Code.ResourceExhausted,
+  already_exists: Code.AlreadyExists,
 };
 
 /** The one place daemon errors become ConnectRPC errors. Unexpected errors are logged and hidden. */

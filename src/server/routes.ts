@@ -3,13 +3,13 @@ import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
 import { createWritableIterable } from "@connectrpc/connect/protocol";
 import {
   CreatePhase, CreateSandboxStreamResponseSchema, ExecutionService, ExecutionStatus, HostService, ImageService, SandboxService,
-  type CreateSandboxRequest, type ImageProgress as ImageProgressMessage,
+  type CreateSandboxRequest, type ImageProgress as ImageProgressMessage, type RepositoryCheckout,
 } from "../api/index.ts";
 import { probeHost } from "../backends/index.ts";
 import { CleanroomError } from "../errors/index.ts";
 import { verifyCompiledPolicy } from "../policy/index.ts";
 import type { ImageProgress, ImageRecord } from "../image/index.ts";
-import type { CreateProgress, CreateSandboxInput } from "../sandbox/index.ts";
+import type { CreateProgress, CreateSandboxInput, RepositoryCheckoutInput } from "../sandbox/index.ts";
 import { eventMessage, executionMessage, imageMessage, sandboxMessage } from "./convert.ts";
 import type { DaemonContext } from "./daemon-context.ts";
 
@@ -18,6 +18,8 @@ const PHASES: Record<CreateProgress["phase"], CreatePhase> = {
   pull_image: CreatePhase.PULL_IMAGE,
   provision: CreatePhase.PROVISION,
   ready: CreatePhase.READY,
+  resolve_repository: CreatePhase.RESOLVE_REPOSITORY,
+  bootstrap_repository: CreatePhase.BOOTSTRAP_REPOSITORY,
 };
 
 /** Registers the cleanroom.v1 services on `router`, backed by the daemon's parts. */
@@ -179,7 +181,13 @@ async function createInput(req: CreateSandboxRequest): Promise<CreateSandboxInpu
     launchSeconds: req.launchSeconds,
     dangerouslyAllowAll: req.dangerouslyAllowAll,
     labels: req.labels,
+    ...(req.repositoryCheckout ? { repository: repositoryInput(req.repositoryCheckout) } : {}),
   };
+}
+
+function repositoryInput(checkout: RepositoryCheckout): RepositoryCheckoutInput {
+  if (!checkout.remoteUrl) throw new CleanroomError("invalid_argument", "repository_checkout.remote_url is required");
+  return { remoteUrl: checkout.remoteUrl, commit: checkout.commit, ...(checkout.branch ? { branch: checkout.branch } : {}) };
 }
 
 /** Streams image progress while `work` runs, then the resulting image. */

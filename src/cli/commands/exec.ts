@@ -1,5 +1,6 @@
 import { CleanroomError } from "../../errors/index.ts";
-import { canonicalJson, loadRepositoryPolicy, type LoadedPolicy } from "../../policy/index.ts";
+import { loadRepositoryPolicy, type LoadedPolicy } from "../../policy/index.ts";
+import type { SandboxSource, SourceFlags } from "../sandbox-source.ts";
 import { Cleanroom, type ExecutionHandle, type ExitEvent, type SandboxHandle } from "../../sdk/index.ts";
 
 export interface ExecFlags {
@@ -9,6 +10,8 @@ export interface ExecFlags {
   keep?: boolean;
   rm?: boolean;
   image?: string;
+  repoUrl?: string;
+  repoCommit?: string;
   backend?: string;
   env?: string[];
   tty?: boolean;
@@ -36,9 +39,10 @@ export async function runExec(args: string[], flags: ExecFlags, mode: { console:
   if (flags.in) {
     sandbox = client.sandbox(flags.in);
   } else {
-    const policy = await repositoryPolicy(flags.chdir);
+    const source = await sandboxSourceWithWarnings(flags);
     sandbox = await client.createSandbox({
-      ...(policy ? { policy } : {}),
+      ...(source.policy ? { policy: source.policy } : {}),
+      ...(source.repository ? { repository: source.repository } : {}),
       ...(flags.image ? { image: flags.image } : {}),
       ...(flags.backend ? { backend: flags.backend } : {}),
       ...(flags.launchSeconds ? { launchSeconds: parsePositiveInt(flags.launchSeconds, "--launch-seconds") } : {}),
@@ -69,12 +73,12 @@ export async function readRepositoryPolicy(dir: string | undefined, required = f
   return loaded;
 }
 
-/** The compiled policy to send with a new sandbox; its warnings go to stderr. */
-export async function repositoryPolicy(dir: string | undefined): Promise<{ json: string; hash: string } | undefined> {
-  const loaded = await readRepositoryPolicy(dir);
-  if (!loaded) return undefined;
-  for (const warning of loaded.warnings) process.stderr.write(`cleanroom: warning: ${warning}\n`);
-  return { json: canonicalJson(loaded.policy), hash: loaded.hash };
+/** The repository and policy of a new sandbox (see sandbox-source.ts); warnings go to stderr. */
+export async function sandboxSourceWithWarnings(flags: SourceFlags): Promise<SandboxSource> {
+  const { sandboxSource } = await import("../sandbox-source.ts");
+  const source = await sandboxSource(flags);
+  for (const warning of source.warnings) process.stderr.write(`cleanroom: warning: ${warning}\n`);
+  return source;
 }
 
 async function attach(execution: ExecutionHandle, opts: { tty: boolean; attachStdin: boolean }): Promise<number> {

@@ -1,16 +1,19 @@
 import type { SandboxJson } from "../../api/index.ts";
 import { Cleanroom, enumName } from "../../sdk/index.ts";
 import { age, printJson, printTable } from "../output.ts";
-import { parsePositiveInt, repositoryPolicy } from "./exec.ts";
+import { parsePositiveInt, sandboxSourceWithWarnings } from "./exec.ts";
 
-export interface CreateFlags { host?: string; chdir?: string; image?: string; backend?: string; launchSeconds?: string; dangerouslyAllowAll?: boolean; json?: boolean }
+export interface CreateFlags {
+  host?: string; chdir?: string; image?: string; repoUrl?: string; repoCommit?: string; backend?: string; launchSeconds?: string; dangerouslyAllowAll?: boolean; json?: boolean;
+}
 
 /** `create` reads the repository's policy (-c); `sandbox create` is repository-agnostic. */
 export async function createSandbox(flags: CreateFlags, opts: { readPolicy: boolean }): Promise<number> {
   const client = new Cleanroom({ ...(flags.host ? { host: flags.host } : {}) });
-  const policy = opts.readPolicy ? await repositoryPolicy(flags.chdir) : undefined;
+  const source = opts.readPolicy ? await sandboxSourceWithWarnings(flags) : { warnings: [] };
   const sandbox = await client.createSandbox({
-    ...(policy ? { policy } : {}),
+    ...(source.policy ? { policy: source.policy } : {}),
+    ...(source.repository ? { repository: source.repository } : {}),
     ...(flags.image ? { image: flags.image } : {}),
     ...(flags.backend ? { backend: flags.backend } : {}),
     ...(flags.launchSeconds ? { launchSeconds: parsePositiveInt(flags.launchSeconds, "--launch-seconds") } : {}),
@@ -53,6 +56,7 @@ export async function inspectSandbox(id: string, flags: { host?: string; json?: 
     if (typeof value !== "object") process.stdout.write(`${key.padEnd(22)}${String(value)}\n`);
   }
   process.stdout.write(`${"resources".padEnd(22)}${view.resources.vcpus} vCPU, ${view.resources.memory_mib} MiB, ${view.resources.pids_limit} pids\n`);
+  if (view.repository) process.stdout.write(`${"repository".padEnd(22)}${view.repository.remote_url} at ${view.repository.commit}${view.repository.branch ? ` (${view.repository.branch})` : ""} in ${view.repository.path}\n`);
   if (view.dangerously_allow_all) process.stdout.write("WARNING               egress is NOT restricted (--dangerously-allow-all)\n");
   if (events.length) {
     process.stdout.write("events:\n");
@@ -85,5 +89,6 @@ function sandboxView(s: SandboxJson) {
     dangerously_allow_all: s.dangerouslyAllowAll ?? false,
     resources: { vcpus: s.resources?.vcpus ?? 0, memory_mib: s.resources?.memoryMib ?? 0, pids_limit: s.resources?.pidsLimit ?? 0 },
     labels: s.labels ?? {},
+    ...(s.repository ? { repository: { remote_url: s.repository.remoteUrl ?? "", commit: s.repository.commit ?? "", branch: s.repository.branch ?? "", path: s.repository.path ?? "" } } : {}),
   };
 }

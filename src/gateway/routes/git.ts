@@ -16,8 +16,8 @@ import type { GatewayContext, Route, RouteRequest } from "../route.ts";
 
 const MAX_REQUEST_BODY_BYTES = 64 * 1024 ** 2;
 const DEFAULT_MAX_RESPONSE_BYTES = 8 * 1024 ** 3;
-const MAX_REPO_SEGMENTS = 16;
-const REPO_SEGMENT = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/;
+export const MAX_REPO_SEGMENTS = 16;
+export const REPO_SEGMENT = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/;
 /** "version=2", or several colon-separated key=value pairs as Git-Protocol allows */
 const GIT_PROTOCOL = /^[a-z0-9-]{1,32}=[A-Za-z0-9._-]{1,32}(:[a-z0-9-]{1,32}=[A-Za-z0-9._-]{1,32}){0,7}$/;
 const UPLOAD_PACK_REQUEST = "application/x-git-upload-pack-request";
@@ -122,7 +122,8 @@ function keepsMirror(ctx: GatewayContext, upstream: UpstreamHost): boolean {
   return hosts.some((entry) => [upstream.host, upstream.authority].includes(entry.toLowerCase()));
 }
 
-function mirrorsFor(ctx: GatewayContext): GitMirrors {
+/** The one set of mirrors of a gateway: guests' fetches and the daemon's repository lookups share it. */
+export function mirrorsFor(ctx: GatewayContext): GitMirrors {
   let mirrors = mirrorsByContext.get(ctx);
   if (!mirrors) {
     mirrors = new GitMirrors({

@@ -122,6 +122,13 @@ export declare type Sandbox = Message<"cleanroom.v1.Sandbox"> & {
    * @generated from field: map<string, string> labels = 12;
    */
   labels: { [key: string]: string };
+
+  /**
+   * the repository checked out in the sandbox, when it has one
+   *
+   * @generated from field: cleanroom.v1.RepositoryState repository = 13;
+   */
+  repository?: RepositoryState | undefined;
 };
 
 /**
@@ -189,6 +196,13 @@ export declare type SandboxJson = {
    * @generated from field: map<string, string> labels = 12;
    */
   labels?: { [key: string]: string };
+
+  /**
+   * the repository checked out in the sandbox, when it has one
+   *
+   * @generated from field: cleanroom.v1.RepositoryState repository = 13;
+   */
+  repository?: RepositoryStateJson;
 };
 
 /**
@@ -196,6 +210,142 @@ export declare type SandboxJson = {
  * Use `create(SandboxSchema)` to create a new message.
  */
 export declare const SandboxSchema: GenMessage<Sandbox, {jsonType: SandboxJson}>;
+
+/**
+ * A repository to check out in a new sandbox. Without a compiled policy in the same request, the daemon
+ * loads cleanroom.yaml (else .buildkite/cleanroom.yaml) from the resolved commit and compiles it.
+ *
+ * @generated from message cleanroom.v1.RepositoryCheckout
+ */
+export declare type RepositoryCheckout = Message<"cleanroom.v1.RepositoryCheckout"> & {
+  /**
+   * https URL of the repository; guests see it as the remote's URL
+   *
+   * @generated from field: string remote_url = 1;
+   */
+  remoteUrl: string;
+
+  /**
+   * a full or abbreviated commit sha, a tag, a branch, or "latest" (the remote's HEAD); empty = latest
+   *
+   * @generated from field: string commit = 2;
+   */
+  commit: string;
+
+  /**
+   * the branch whose remote-tracking ref the checkout should carry (e.g. the local branch's upstream)
+   *
+   * @generated from field: string branch = 3;
+   */
+  branch: string;
+};
+
+/**
+ * A repository to check out in a new sandbox. Without a compiled policy in the same request, the daemon
+ * loads cleanroom.yaml (else .buildkite/cleanroom.yaml) from the resolved commit and compiles it.
+ *
+ * @generated from message cleanroom.v1.RepositoryCheckout
+ */
+export declare type RepositoryCheckoutJson = {
+  /**
+   * https URL of the repository; guests see it as the remote's URL
+   *
+   * @generated from field: string remote_url = 1;
+   */
+  remoteUrl?: string;
+
+  /**
+   * a full or abbreviated commit sha, a tag, a branch, or "latest" (the remote's HEAD); empty = latest
+   *
+   * @generated from field: string commit = 2;
+   */
+  commit?: string;
+
+  /**
+   * the branch whose remote-tracking ref the checkout should carry (e.g. the local branch's upstream)
+   *
+   * @generated from field: string branch = 3;
+   */
+  branch?: string;
+};
+
+/**
+ * Describes the message cleanroom.v1.RepositoryCheckout.
+ * Use `create(RepositoryCheckoutSchema)` to create a new message.
+ */
+export declare const RepositoryCheckoutSchema: GenMessage<RepositoryCheckout, {jsonType: RepositoryCheckoutJson}>;
+
+/**
+ * Where a sandbox's repository came from and where it lives.
+ *
+ * @generated from message cleanroom.v1.RepositoryState
+ */
+export declare type RepositoryState = Message<"cleanroom.v1.RepositoryState"> & {
+  /**
+   * @generated from field: string remote_url = 1;
+   */
+  remoteUrl: string;
+
+  /**
+   * the resolved commit sha checked out
+   *
+   * @generated from field: string commit = 2;
+   */
+  commit: string;
+
+  /**
+   * the branch checked out (empty: detached at the commit)
+   *
+   * @generated from field: string branch = 3;
+   */
+  branch: string;
+
+  /**
+   * where the checkout lives in the sandbox (repository.path)
+   *
+   * @generated from field: string path = 4;
+   */
+  path: string;
+};
+
+/**
+ * Where a sandbox's repository came from and where it lives.
+ *
+ * @generated from message cleanroom.v1.RepositoryState
+ */
+export declare type RepositoryStateJson = {
+  /**
+   * @generated from field: string remote_url = 1;
+   */
+  remoteUrl?: string;
+
+  /**
+   * the resolved commit sha checked out
+   *
+   * @generated from field: string commit = 2;
+   */
+  commit?: string;
+
+  /**
+   * the branch checked out (empty: detached at the commit)
+   *
+   * @generated from field: string branch = 3;
+   */
+  branch?: string;
+
+  /**
+   * where the checkout lives in the sandbox (repository.path)
+   *
+   * @generated from field: string path = 4;
+   */
+  path?: string;
+};
+
+/**
+ * Describes the message cleanroom.v1.RepositoryState.
+ * Use `create(RepositoryStateSchema)` to create a new message.
+ */
+export declare const RepositoryStateSchema: GenMessage<RepositoryState, {jsonType: RepositoryStateJson}>;
 
 /**
  * @generated from message cleanroom.v1.CreateSandboxRequest
@@ -249,6 +399,13 @@ export declare type CreateSandboxRequest = Message<"cleanroom.v1.CreateSandboxRe
    * @generated from field: string policy_hash = 8;
    */
   policyHash: string;
+
+  /**
+   * check out this repository at repository.path before the sandbox is READY
+   *
+   * @generated from field: cleanroom.v1.RepositoryCheckout repository_checkout = 9;
+   */
+  repositoryCheckout?: RepositoryCheckout | undefined;
 };
 
 /**
@@ -303,6 +460,13 @@ export declare type CreateSandboxRequestJson = {
    * @generated from field: string policy_hash = 8;
    */
   policyHash?: string;
+
+  /**
+   * check out this repository at repository.path before the sandbox is READY
+   *
+   * @generated from field: cleanroom.v1.RepositoryCheckout repository_checkout = 9;
+   */
+  repositoryCheckout?: RepositoryCheckoutJson;
 };
 
 /**
@@ -845,12 +1009,22 @@ export enum CreatePhase {
    * @generated from enum value: CREATE_PHASE_READY = 4;
    */
   READY = 4,
+
+  /**
+   * @generated from enum value: CREATE_PHASE_RESOLVE_REPOSITORY = 5;
+   */
+  RESOLVE_REPOSITORY = 5,
+
+  /**
+   * @generated from enum value: CREATE_PHASE_BOOTSTRAP_REPOSITORY = 6;
+   */
+  BOOTSTRAP_REPOSITORY = 6,
 }
 
 /**
  * @generated from enum cleanroom.v1.CreatePhase
  */
-export declare type CreatePhaseJson = "CREATE_PHASE_UNSPECIFIED" | "CREATE_PHASE_RESOLVE_IMAGE" | "CREATE_PHASE_PULL_IMAGE" | "CREATE_PHASE_PROVISION" | "CREATE_PHASE_READY";
+export declare type CreatePhaseJson = "CREATE_PHASE_UNSPECIFIED" | "CREATE_PHASE_RESOLVE_IMAGE" | "CREATE_PHASE_PULL_IMAGE" | "CREATE_PHASE_PROVISION" | "CREATE_PHASE_READY" | "CREATE_PHASE_RESOLVE_REPOSITORY" | "CREATE_PHASE_BOOTSTRAP_REPOSITORY";
 
 /**
  * Describes the enum cleanroom.v1.CreatePhase.

@@ -1,0 +1,77 @@
+/**
+ * The developer's Git checkout as the CLI sees it: its root, HEAD commit and branch, whether it has uncommitted
+ * changes, a remote's URL, and files at HEAD. Two or three `git` runs, and none at all outside a checkout.
+ */
+import { execFile } from "node:child_process";
+import { stat } from "node:fs/promises";
+import { dirname, join, resolve } from "node:path";
+import { CleanroomError } from "../errors/index.ts";
+
+const GIT_TIMEOUT_MS = 30_000;
+const MAX_GIT_OUTPUT_BYTES = 16 * 1024 * 1024;
+
+export interface CheckoutState {
+  root: string;
+  /** HEAD's sha; undefined in a repository without commits */
+  commit?: string;
+  /** the checked-out branch; undefined when HEAD is detached */
+  branch?: string;
+  /** the branch's upstream as `<remote>/<branch>`, when it has one */
+  upstream?: string;
+  /** tracked changes or untracked, unignored files */
+  dirty: boolean;
+}
+
+/** The root of the Git work tree holding `dir`, or undefined (found by looking for `.git`, no git run). */
+export async function findCheckoutRoot(dir: string): Promise<string | undefined> {
+  for (let current = resolve(dir); ; current = dirname(current)) {
+    if (await stat(join(current, ".git")).then(() => true, () => false)) return current;
+    if (dirname(current) === current) return undefined;
+  }
+}
+
+/** HEAD, branch, upstream and cleanliness in one `git status`. */
+export async function checkoutState(root: string): Promise<CheckoutState> {
+  const out = await git(root, ["status", "--porcelain=v2", "--branch", "--untracked-files=normal"]);
+  const state: CheckoutState = { root, dirty: false };
+  for (const line of out.split("\n")) {
+    if (!line) continue;
+    if (!line.startsWith("# ")) {
+      state.dirty = true;
+      continue;
+    }
+    const [, key, value = ""] = line.split(" ", 3);
+    if (key === "branch.oid" && /^[0-9a-f]{40}$/.test(value)) state.commit = value;
+    else if (key === "branch.head" && value !== "(detached)") state.branch = value;
+    else if (key === "branch.upstream") state.upstream = value;
+  }
+  return state;
+}
+
+/** The URL of `remote`, or undefined when the checkout has no such remote. */
+export async function remoteUrl(root: string, remote: string): Promise<string | undefined> {
+  if (!/^[A-Za-z0-9._\/-]+$/.test(remote)) throw new CleanroomError("policy_invalid", `repository.remote ${JSON.stringify(remote)} is not a remote name`);
+  const url = await git(root, ["config", "--get", `remote.${remote}.url`]).catch(() => "");
+  return url.trim() || undefined;
+}
+
+/** Which of `paths` exist at `commit` (as files). */
+export async function filesAtCommit(root: string, commit: string, paths: readonly string[]): Promise<string[]> {
+  const out = await git(root, ["ls-tree", "--name-only", "--full-tree", commit, "--", ...paths]);
+  return out.split("\n").filter((line) => paths.includes(line));
+}
+
+/** A file's content at `commit`. */
+export function fileAtCommit(root: string, commit: string, path: string): Promise<string> {
+  return git(root, ["cat-file", "blob", `${commit}:${path}`]);
+}
+
+/** Runs git in `root` (argument array, timeout, bounded output); failure is failed_precondition with git's words. */
+export function git(root: string, args: string[]): Promise<string> {
+  return new Promise((resolvePromise, reject) => {
+    execFile("git", ["-C", root, ...args], { timeout: GIT_TIMEOUT_MS, maxBuffer: MAX_GIT_OUTPUT_BYTES, env: { ...process.env, GIT_TERMINAL_PROMPT: "0", LC_ALL: "C" } }, (err, stdout, stderr) => {
+      if (err) reject(new CleanroomError("failed_precondition", `git ${args[0]} in ${root} failed: ${(stderr || err.message).trim().split("\n").at(-1)}`));
+      else resolvePromise(stdout);
+    });
+  });
+}
