@@ -1,5 +1,6 @@
 // Command cleanroom-agent runs as PID 1 in every Cleanroom sandbox and serves the host over the
-// agent protocol (PROTOCOL.md): exec with stdio, PTY, signals and exit status.
+// agent protocol (PROTOCOL.md): exec with stdio, PTY, signals and exit status. `cleanroom-agent file ...`
+// is the file helper the host execs for stat, walk, read, write, remove, archive and extract.
 package main
 
 import (
@@ -31,6 +32,11 @@ func prctl(option, arg uintptr) {
 func main() {
 	// Same-uid workloads must not ptrace the agent or pidfd_getfd its sockets.
 	prctl(prSetDumpable, 0)
+
+	// The host runs file operations as an ordinary exec of this binary (PROTOCOL.md, "File operations").
+	if len(os.Args) >= 2 && os.Args[1] == "file" {
+		os.Exit(runFileCommand(os.Args[2:]))
+	}
 
 	listenPath := flag.String("listen", "", "listen on this unix socket path (for tests; not PID 1)")
 	showVersion := flag.Bool("version", false, "print the agent version and exit")
