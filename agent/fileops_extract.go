@@ -20,6 +20,8 @@ type extractRequest struct {
 	Dir        string `json:"dir"`
 	MaxBytes   *int64 `json:"maxBytes"`
 	MaxEntries *int   `json:"maxEntries"`
+	// CreateDir makes dir (and missing parents, 0755) first, like mkdir -p
+	CreateDir bool `json:"createDir"`
 }
 
 // dirMeta is a directory's mode, owner and mtime, applied after every entry is in place (deepest
@@ -54,6 +56,11 @@ func runExtract(request []byte, stdin io.Reader, out *bufio.Writer) error {
 	}
 	if req.MaxBytes == nil || *req.MaxBytes < 0 || *req.MaxBytes > maxSafeInteger || req.MaxEntries == nil || *req.MaxEntries < 0 {
 		return fileErrorf(codeInvalidArgument, "extract %s: maxBytes (0..2^53-1) and maxEntries (at least 0) are required", req.Dir)
+	}
+	if req.CreateDir {
+		if err := os.MkdirAll(req.Dir, 0o755); err != nil {
+			return fileErrorf(codeFailedPrecondition, "extract: cannot create %s: %v", req.Dir, err)
+		}
 	}
 	if err := requireDir(req.Dir); err != nil {
 		return err

@@ -120,9 +120,9 @@ export class SandboxFiles {
     return tar;
   }
 
-  /** Unpacks a tar stream into dir (an existing directory), never writing through a symlink. */
-  async extract(dir: string, tar: Readable, opts: { maxBytes: number; maxEntries: number }): Promise<{ entries: number; bytes: number }> {
-    const run = this.#start("extract", { dir, maxBytes: opts.maxBytes, maxEntries: opts.maxEntries }, true);
+  /** Unpacks a tar stream into dir (an existing directory, or made first with createDir), never writing through a symlink. */
+  async extract(dir: string, tar: Readable, opts: { maxBytes: number; maxEntries: number; createDir?: boolean }): Promise<{ entries: number; bytes: number }> {
+    const run = this.#start("extract", { dir, maxBytes: opts.maxBytes, maxEntries: opts.maxEntries, ...(opts.createDir ? { createDir: true } : {}) }, true);
     const [, line] = await settleRun(run, Promise.all([feedStdin(run, tar), collectResult(run, MAX_LINE_BYTES)]));
     return parseExtractResult(line);
   }

@@ -89,6 +89,10 @@ export function buildProgram(): Command {
   sandbox.command("rm").alias("terminate").argument("<sandbox-id...>").description("terminate sandboxes and release their host resources")
     .action(action(async (ids: string[], flags: Record<string, unknown>, command: Command) => (await import("./commands/sandbox.ts")).removeSandboxes(ids, await withHost(command, flags))));
 
+  program.command("cp").alias("copy").argument("<src>").argument("<dst>").description("copy files between here and a sandbox; one side is <sandbox-id>:/absolute/path (keeps mode and mtime)")
+    .option("--max-bytes <size>", "refuse to copy more than this (e.g. 512MiB)")
+    .action(action(async (src: string, dst: string, flags: Record<string, unknown>, command: Command) => (await import("./commands/copy.ts")).copy(src, dst, await withHost(command, flags))));
+
   const execution = program.command("execution").description("inspect executions");
   execution.command("ls").alias("list").option("--sandbox-id <id>", "only this sandbox's").option("--all", "include finished").option("--json", "JSON output")
     .action(action(async (flags: Record<string, unknown>, command: Command) => (await import("./commands/execution.ts")).listExecutions(await withHost(command, flags))));

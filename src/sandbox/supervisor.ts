@@ -1,6 +1,6 @@
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
-import { connectAgent, type AgentClient } from "../agent-protocol/index.ts";
+import { connectAgent, SandboxFiles, type AgentClient } from "../agent-protocol/index.ts";
 import type { Backend, BackendName } from "../backends/index.ts";
 import { CleanroomError, isCleanroomError, messageOf } from "../errors/index.ts";
 import { DEFAULT_BASE_IMAGE_REF, type ImageProgress, type ImageStore } from "../image/index.ts";
@@ -246,6 +246,13 @@ export class SandboxSupervisor {
     }
     const defaults = sandbox.imageDefaults ?? { env: [], workingDir: "", user: "" };
     return this.#runner.start(input, { ...defaults, env: mergeEnv(defaults.env, this.#gateway.environmentFor(sandbox)) });
+  }
+
+  /** The files of a READY sandbox, resolved by its agent inside the sandbox's own mount namespace. */
+  async files(id: string): Promise<SandboxFiles> {
+    const sandbox = this.getSandbox(id);
+    if (sandbox.status !== "READY") throw new CleanroomError("failed_precondition", `sandbox ${sandbox.id} is ${sandbox.status}, not READY`);
+    return new SandboxFiles(await this.#agentFor(sandbox));
   }
 
   /** The gateway's question "which sandbox is calling?" (see SandboxGateway.callerAt). */

@@ -2,7 +2,7 @@ import type {
   ExecutionExitJson, ExecutionJson, ExecutionService, HostService, ImageService, SandboxJson, SandboxService,
 } from "../api/index.ts";
 import { defaultSocketPath } from "../config/index.ts";
-import { JsonTransport, parseEndpoint, type JsonClient } from "./connect-json.ts";
+import { JsonTransport, parseEndpoint, type CallOptions, type JsonClient } from "./connect-json.ts";
 
 export interface CleanroomOptions {
   /** `unix:///path` or `http://host:port`; default `CLEANROOM_HOST`, else the default socket */
@@ -91,7 +91,7 @@ export class Cleanroom {
   constructor(opts: CleanroomOptions = {}) {
     this.host = opts.host || process.env.CLEANROOM_HOST || defaultHost();
     this.#transport = new JsonTransport(parseEndpoint(this.host));
-    this.sandboxes = this.#transport.client<typeof SandboxService>("cleanroom.v1.SandboxService", ["createSandboxStream", "streamSandboxEvents"]);
+    this.sandboxes = this.#transport.client<typeof SandboxService>("cleanroom.v1.SandboxService", ["createSandboxStream", "streamSandboxEvents", "archiveSandboxPaths", "downloadSandboxFile"]);
     this.executions = this.#transport.client<typeof ExecutionService>("cleanroom.v1.ExecutionService", ["streamExecution"]);
     this.images = this.#transport.client<typeof ImageService>("cleanroom.v1.ImageService", ["pullImage", "importImage", "warmup"]);
     this.hostService = this.#transport.client<typeof HostService>("cleanroom.v1.HostService", []);
@@ -124,6 +124,11 @@ export class Cleanroom {
     } finally {
       await sandbox.terminate({ wait: false }).catch(() => undefined);
     }
+  }
+
+  /** A client-streaming SandboxService call (uploads): `messages` go as JSON, the reply comes back as JSON. */
+  sandboxClientStream(method: "UploadSandboxFile" | "ExtractSandboxArchive", messages: AsyncIterable<unknown>, opts: CallOptions = {}): Promise<unknown> {
+    return this.#transport.clientStream(`/cleanroom.v1.SandboxService/${method}`, messages, opts);
   }
 
   /** Closes idle connections to the daemon. */

@@ -91,28 +91,39 @@ export class JsonTransport {
   }
 
   async *serverStream(path: string, message: unknown, opts: CallOptions = {}): AsyncGenerator<unknown> {
-    const payload = Buffer.from(JSON.stringify(message));
-    const envelope = Buffer.allocUnsafe(5 + payload.byteLength);
-    envelope.writeUInt8(0, 0);
-    envelope.writeUInt32BE(payload.byteLength, 1);
-    payload.copy(envelope, 5);
-    const res = await this.#send(path, envelope, "application/connect+json", opts);
+    const request = envelope(Buffer.from(JSON.stringify(message)));
+    yield* this.#streamReplies(await this.#send(path, request, "application/connect+json", opts), opts);
+  }
+
+  /** The enveloped messages of a streaming response, up to its end-of-stream message (errors thrown). */
+  async *#streamReplies(res: IncomingMessage, opts: CallOptions): AsyncGenerator<unknown> {
     if (res.statusCode !== 200) {
       const text = (await readAll(res, MAX_MESSAGE_BYTES)).toString("utf8");
       throw errorFrom(parseJson(text), undefined, res.statusCode);
     }
-    let pending: Buffer = Buffer.alloc(0);
+    // chunks are kept in a list and joined once a whole message is in: joining on every socket read would copy
+    // a 1 MiB message dozens of times
+    const queue: Buffer[] = [];
+    let queued = 0;
     let ended = false;
     try {
       for await (const chunk of res as AsyncIterable<Buffer>) {
-        pending = pending.byteLength ? Buffer.concat([pending, chunk]) : chunk;
-        while (pending.byteLength >= 5) {
-          const flags = pending.readUInt8(0);
-          const length = pending.readUInt32BE(1);
+        queue.push(chunk);
+        queued += chunk.byteLength;
+        for (;;) {
+          if (queued < 5) break;
+          if (queue[0]!.byteLength < 5) queue.splice(0, queue.length, Buffer.concat(queue, queued));
+          const head = queue[0]!;
+          const flags = head.readUInt8(0);
+          const length = head.readUInt32BE(1);
           if (length > MAX_MESSAGE_BYTES) throw new CleanroomError("internal", `the daemon sent a ${length}-byte message; refusing it`);
-          if (pending.byteLength < 5 + length) break;
-          const data = pending.subarray(5, 5 + length).toString("utf8");
-          pending = pending.subarray(5 + length);
+          if (queued < 5 + length) break;
+          const joined = queue.length === 1 ? queue[0]! : Buffer.concat(queue, queued);
+          const data = joined.subarray(5, 5 + length).toString("utf8");
+          const rest = joined.subarray(5 + length);
+          queue.length = 0;
+          queued = rest.byteLength;
+          if (queued) queue.push(rest);
           if (flags & END_STREAM_FLAG) {
             ended = true;
             const end = parseJson(data) as { error?: unknown; metadata?: Record<string, string[]> };
@@ -131,12 +142,25 @@ export class JsonTransport {
     if (!ended) throw new CleanroomError("agent_unavailable", `the daemon at ${this.endpoint.display} closed the stream before it ended`);
   }
 
+  /** A client-streaming call: `messages` are sent as they come (with backpressure); resolves with the one reply. */
+  async clientStream(path: string, messages: AsyncIterable<unknown>, opts: CallOptions = {}): Promise<unknown> {
+    const body = (async function* () {
+      for await (const message of messages) yield envelope(Buffer.from(JSON.stringify(message)));
+    })();
+    const replies = this.#streamReplies(await this.#send(path, body, "application/connect+json", opts), opts);
+    let reply: unknown;
+    for await (const message of replies) reply ??= message;
+    if (reply === undefined) throw new CleanroomError("internal", `the daemon at ${this.endpoint.display} sent no reply`);
+    return reply;
+  }
+
   close(): void {
     this.#agent.destroy();
   }
 
-  #send(path: string, body: Buffer, contentType: string, opts: CallOptions): Promise<IncomingMessage> {
+  #send(path: string, body: Buffer | AsyncIterable<Buffer>, contentType: string, opts: CallOptions): Promise<IncomingMessage> {
     const url = new URL(path, this.endpoint.baseUrl);
+    const streamed = !Buffer.isBuffer(body);
     return new Promise((resolve, reject) => {
       const req = request(
         url,
@@ -144,7 +168,7 @@ export class JsonTransport {
           method: "POST",
           agent: this.#agent,
           ...(this.endpoint.socketPath ? { socketPath: this.endpoint.socketPath } : {}),
-          headers: { "content-type": contentType, "connect-protocol-version": "1", "content-length": body.byteLength },
+          headers: { "content-type": contentType, "connect-protocol-version": "1", ...(streamed ? {} : { "content-length": body.byteLength }) },
           ...(opts.signal ? { signal: opts.signal } : {}),
         },
         resolve,
@@ -156,9 +180,26 @@ export class JsonTransport {
         }
         reject(new CleanroomError("internal", `request to the daemon at ${this.endpoint.display} failed: ${err.message}`, undefined, { cause: err }));
       });
-      req.end(body);
+      if (!streamed) return void req.end(body);
+      void (async () => {
+        try {
+          for await (const chunk of body) if (!req.write(chunk)) await new Promise((r) => req.once("drain", r));
+          req.end();
+        } catch (err) {
+          req.destroy(err as Error);
+        }
+      })();
     });
   }
+}
+
+/** One Connect stream message: flags byte, big-endian length, payload. */
+function envelope(payload: Buffer): Buffer {
+  const framed = Buffer.allocUnsafe(5 + payload.byteLength);
+  framed.writeUInt8(0, 0);
+  framed.writeUInt32BE(payload.byteLength, 1);
+  payload.copy(framed, 5);
+  return framed;
 }
 
 async function readAll(res: IncomingMessage, limit: number): Promise<Buffer> {

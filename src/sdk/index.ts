@@ -3,3 +3,4 @@ export {
   type CleanroomOptions, type CreateSandboxOptions, type RepositoryCheckoutOptions, type StartOptions, type ExecResult, type ExecutionOutcome, type OutputEvent, type ExitEvent,
 } from "./client.ts";
 export { CleanroomError, isCleanroomError, type ReasonCode } from "../errors/index.ts";
+export { archivePaths, downloadFile, extractArchive, statPath, uploadFile, type SandboxEntry } from "./sandbox-files.ts";

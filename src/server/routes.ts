@@ -10,6 +10,7 @@ import { CleanroomError } from "../errors/index.ts";
 import { verifyCompiledPolicy } from "../policy/index.ts";
 import type { ImageProgress, ImageRecord } from "../image/index.ts";
 import type { CreateProgress, CreateSandboxInput, RepositoryCheckoutInput } from "../sandbox/index.ts";
+import { fileMethods } from "./file-routes.ts";
 import { eventMessage, executionMessage, imageMessage, sandboxMessage } from "./convert.ts";
 import type { DaemonContext } from "./daemon-context.ts";
 
@@ -28,6 +29,7 @@ export function registerRoutes(router: ConnectRouter, daemon: DaemonContext): vo
   const runner = supervisor.executions;
 
   router.service(SandboxService, {
+    ...fileMethods(supervisor),
     async createSandbox(req) {
       return { sandbox: sandboxMessage(await supervisor.createSandbox(await createInput(req))) };
     },

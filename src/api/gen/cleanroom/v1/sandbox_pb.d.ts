@@ -922,6 +922,1051 @@ export declare type StreamSandboxEventsResponseJson = {
 export declare const StreamSandboxEventsResponseSchema: GenMessage<StreamSandboxEventsResponse, {jsonType: StreamSandboxEventsResponseJson}>;
 
 /**
+ * One file-system entry inside a sandbox.
+ *
+ * @generated from message cleanroom.v1.SandboxPathEntry
+ */
+export declare type SandboxPathEntry = Message<"cleanroom.v1.SandboxPathEntry"> & {
+  /**
+   * @generated from field: string path = 1;
+   */
+  path: string;
+
+  /**
+   * "file", "dir", "symlink" or "other"
+   *
+   * @generated from field: string type = 2;
+   */
+  type: string;
+
+  /**
+   * permission bits plus setuid/setgid/sticky (0..07777)
+   *
+   * @generated from field: uint32 mode = 3;
+   */
+  mode: number;
+
+  /**
+   * @generated from field: uint64 size = 4;
+   */
+  size: bigint;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp mtime = 5;
+   */
+  mtime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: uint32 uid = 6;
+   */
+  uid: number;
+
+  /**
+   * @generated from field: uint32 gid = 7;
+   */
+  gid: number;
+
+  /**
+   * @generated from field: string link_target = 8;
+   */
+  linkTarget: string;
+};
+
+/**
+ * One file-system entry inside a sandbox.
+ *
+ * @generated from message cleanroom.v1.SandboxPathEntry
+ */
+export declare type SandboxPathEntryJson = {
+  /**
+   * @generated from field: string path = 1;
+   */
+  path?: string;
+
+  /**
+   * "file", "dir", "symlink" or "other"
+   *
+   * @generated from field: string type = 2;
+   */
+  type?: string;
+
+  /**
+   * permission bits plus setuid/setgid/sticky (0..07777)
+   *
+   * @generated from field: uint32 mode = 3;
+   */
+  mode?: number;
+
+  /**
+   * @generated from field: uint64 size = 4;
+   */
+  size?: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp mtime = 5;
+   */
+  mtime?: TimestampJson;
+
+  /**
+   * @generated from field: uint32 uid = 6;
+   */
+  uid?: number;
+
+  /**
+   * @generated from field: uint32 gid = 7;
+   */
+  gid?: number;
+
+  /**
+   * @generated from field: string link_target = 8;
+   */
+  linkTarget?: string;
+};
+
+/**
+ * Describes the message cleanroom.v1.SandboxPathEntry.
+ * Use `create(SandboxPathEntrySchema)` to create a new message.
+ */
+export declare const SandboxPathEntrySchema: GenMessage<SandboxPathEntry, {jsonType: SandboxPathEntryJson}>;
+
+/**
+ * @generated from message cleanroom.v1.StatSandboxPathRequest
+ */
+export declare type StatSandboxPathRequest = Message<"cleanroom.v1.StatSandboxPathRequest"> & {
+  /**
+   * @generated from field: string sandbox_id = 1;
+   */
+  sandboxId: string;
+
+  /**
+   * @generated from field: string path = 2;
+   */
+  path: string;
+
+  /**
+   * @generated from field: bool follow_symlinks = 3;
+   */
+  followSymlinks: boolean;
+};
+
+/**
+ * @generated from message cleanroom.v1.StatSandboxPathRequest
+ */
+export declare type StatSandboxPathRequestJson = {
+  /**
+   * @generated from field: string sandbox_id = 1;
+   */
+  sandboxId?: string;
+
+  /**
+   * @generated from field: string path = 2;
+   */
+  path?: string;
+
+  /**
+   * @generated from field: bool follow_symlinks = 3;
+   */
+  followSymlinks?: boolean;
+};
+
+/**
+ * Describes the message cleanroom.v1.StatSandboxPathRequest.
+ * Use `create(StatSandboxPathRequestSchema)` to create a new message.
+ */
+export declare const StatSandboxPathRequestSchema: GenMessage<StatSandboxPathRequest, {jsonType: StatSandboxPathRequestJson}>;
+
+/**
+ * @generated from message cleanroom.v1.StatSandboxPathResponse
+ */
+export declare type StatSandboxPathResponse = Message<"cleanroom.v1.StatSandboxPathResponse"> & {
+  /**
+   * @generated from field: cleanroom.v1.SandboxPathEntry entry = 1;
+   */
+  entry?: SandboxPathEntry | undefined;
+};
+
+/**
+ * @generated from message cleanroom.v1.StatSandboxPathResponse
+ */
+export declare type StatSandboxPathResponseJson = {
+  /**
+   * @generated from field: cleanroom.v1.SandboxPathEntry entry = 1;
+   */
+  entry?: SandboxPathEntryJson;
+};
+
+/**
+ * Describes the message cleanroom.v1.StatSandboxPathResponse.
+ * Use `create(StatSandboxPathResponseSchema)` to create a new message.
+ */
+export declare const StatSandboxPathResponseSchema: GenMessage<StatSandboxPathResponse, {jsonType: StatSandboxPathResponseJson}>;
+
+/**
+ * @generated from message cleanroom.v1.WalkSandboxTreeRequest
+ */
+export declare type WalkSandboxTreeRequest = Message<"cleanroom.v1.WalkSandboxTreeRequest"> & {
+  /**
+   * @generated from field: string sandbox_id = 1;
+   */
+  sandboxId: string;
+
+  /**
+   * @generated from field: string path = 2;
+   */
+  path: string;
+
+  /**
+   * 0 = unlimited
+   *
+   * @generated from field: uint32 max_depth = 3;
+   */
+  maxDepth: number;
+
+  /**
+   * 0 = the daemon's limit (100000)
+   *
+   * @generated from field: uint32 max_entries = 4;
+   */
+  maxEntries: number;
+};
+
+/**
+ * @generated from message cleanroom.v1.WalkSandboxTreeRequest
+ */
+export declare type WalkSandboxTreeRequestJson = {
+  /**
+   * @generated from field: string sandbox_id = 1;
+   */
+  sandboxId?: string;
+
+  /**
+   * @generated from field: string path = 2;
+   */
+  path?: string;
+
+  /**
+   * 0 = unlimited
+   *
+   * @generated from field: uint32 max_depth = 3;
+   */
+  maxDepth?: number;
+
+  /**
+   * 0 = the daemon's limit (100000)
+   *
+   * @generated from field: uint32 max_entries = 4;
+   */
+  maxEntries?: number;
+};
+
+/**
+ * Describes the message cleanroom.v1.WalkSandboxTreeRequest.
+ * Use `create(WalkSandboxTreeRequestSchema)` to create a new message.
+ */
+export declare const WalkSandboxTreeRequestSchema: GenMessage<WalkSandboxTreeRequest, {jsonType: WalkSandboxTreeRequestJson}>;
+
+/**
+ * @generated from message cleanroom.v1.WalkSandboxTreeResponse
+ */
+export declare type WalkSandboxTreeResponse = Message<"cleanroom.v1.WalkSandboxTreeResponse"> & {
+  /**
+   * paths relative to the walked directory, lexical order, symlinks not followed
+   *
+   * @generated from field: repeated cleanroom.v1.SandboxPathEntry entries = 1;
+   */
+  entries: SandboxPathEntry[];
+
+  /**
+   * @generated from field: bool truncated = 2;
+   */
+  truncated: boolean;
+};
+
+/**
+ * @generated from message cleanroom.v1.WalkSandboxTreeResponse
+ */
+export declare type WalkSandboxTreeResponseJson = {
+  /**
+   * paths relative to the walked directory, lexical order, symlinks not followed
+   *
+   * @generated from field: repeated cleanroom.v1.SandboxPathEntry entries = 1;
+   */
+  entries?: SandboxPathEntryJson[];
+
+  /**
+   * @generated from field: bool truncated = 2;
+   */
+  truncated?: boolean;
+};
+
+/**
+ * Describes the message cleanroom.v1.WalkSandboxTreeResponse.
+ * Use `create(WalkSandboxTreeResponseSchema)` to create a new message.
+ */
+export declare const WalkSandboxTreeResponseSchema: GenMessage<WalkSandboxTreeResponse, {jsonType: WalkSandboxTreeResponseJson}>;
+
+/**
+ * @generated from message cleanroom.v1.ReadSandboxFileRequest
+ */
+export declare type ReadSandboxFileRequest = Message<"cleanroom.v1.ReadSandboxFileRequest"> & {
+  /**
+   * @generated from field: string sandbox_id = 1;
+   */
+  sandboxId: string;
+
+  /**
+   * @generated from field: string path = 2;
+   */
+  path: string;
+
+  /**
+   * @generated from field: uint64 offset = 3;
+   */
+  offset: bigint;
+
+  /**
+   * 0 = 1 MiB; at most 16 MiB (use DownloadSandboxFile for more)
+   *
+   * @generated from field: uint64 max_bytes = 4;
+   */
+  maxBytes: bigint;
+};
+
+/**
+ * @generated from message cleanroom.v1.ReadSandboxFileRequest
+ */
+export declare type ReadSandboxFileRequestJson = {
+  /**
+   * @generated from field: string sandbox_id = 1;
+   */
+  sandboxId?: string;
+
+  /**
+   * @generated from field: string path = 2;
+   */
+  path?: string;
+
+  /**
+   * @generated from field: uint64 offset = 3;
+   */
+  offset?: string;
+
+  /**
+   * 0 = 1 MiB; at most 16 MiB (use DownloadSandboxFile for more)
+   *
+   * @generated from field: uint64 max_bytes = 4;
+   */
+  maxBytes?: string;
+};
+
+/**
+ * Describes the message cleanroom.v1.ReadSandboxFileRequest.
+ * Use `create(ReadSandboxFileRequestSchema)` to create a new message.
+ */
+export declare const ReadSandboxFileRequestSchema: GenMessage<ReadSandboxFileRequest, {jsonType: ReadSandboxFileRequestJson}>;
+
+/**
+ * @generated from message cleanroom.v1.ReadSandboxFileResponse
+ */
+export declare type ReadSandboxFileResponse = Message<"cleanroom.v1.ReadSandboxFileResponse"> & {
+  /**
+   * @generated from field: cleanroom.v1.SandboxPathEntry entry = 1;
+   */
+  entry?: SandboxPathEntry | undefined;
+
+  /**
+   * @generated from field: bytes data = 2;
+   */
+  data: Uint8Array;
+
+  /**
+   * the file continues after data
+   *
+   * @generated from field: bool truncated = 3;
+   */
+  truncated: boolean;
+};
+
+/**
+ * @generated from message cleanroom.v1.ReadSandboxFileResponse
+ */
+export declare type ReadSandboxFileResponseJson = {
+  /**
+   * @generated from field: cleanroom.v1.SandboxPathEntry entry = 1;
+   */
+  entry?: SandboxPathEntryJson;
+
+  /**
+   * @generated from field: bytes data = 2;
+   */
+  data?: string;
+
+  /**
+   * the file continues after data
+   *
+   * @generated from field: bool truncated = 3;
+   */
+  truncated?: boolean;
+};
+
+/**
+ * Describes the message cleanroom.v1.ReadSandboxFileResponse.
+ * Use `create(ReadSandboxFileResponseSchema)` to create a new message.
+ */
+export declare const ReadSandboxFileResponseSchema: GenMessage<ReadSandboxFileResponse, {jsonType: ReadSandboxFileResponseJson}>;
+
+/**
+ * @generated from message cleanroom.v1.WriteSandboxFileRequest
+ */
+export declare type WriteSandboxFileRequest = Message<"cleanroom.v1.WriteSandboxFileRequest"> & {
+  /**
+   * @generated from field: string sandbox_id = 1;
+   */
+  sandboxId: string;
+
+  /**
+   * @generated from field: string path = 2;
+   */
+  path: string;
+
+  /**
+   * at most 16 MiB (use UploadSandboxFile for more)
+   *
+   * @generated from field: bytes data = 3;
+   */
+  data: Uint8Array;
+
+  /**
+   * 0 = 0644
+   *
+   * @generated from field: uint32 mode = 4;
+   */
+  mode: number;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp mtime = 5;
+   */
+  mtime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: bool create_parents = 6;
+   */
+  createParents: boolean;
+};
+
+/**
+ * @generated from message cleanroom.v1.WriteSandboxFileRequest
+ */
+export declare type WriteSandboxFileRequestJson = {
+  /**
+   * @generated from field: string sandbox_id = 1;
+   */
+  sandboxId?: string;
+
+  /**
+   * @generated from field: string path = 2;
+   */
+  path?: string;
+
+  /**
+   * at most 16 MiB (use UploadSandboxFile for more)
+   *
+   * @generated from field: bytes data = 3;
+   */
+  data?: string;
+
+  /**
+   * 0 = 0644
+   *
+   * @generated from field: uint32 mode = 4;
+   */
+  mode?: number;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp mtime = 5;
+   */
+  mtime?: TimestampJson;
+
+  /**
+   * @generated from field: bool create_parents = 6;
+   */
+  createParents?: boolean;
+};
+
+/**
+ * Describes the message cleanroom.v1.WriteSandboxFileRequest.
+ * Use `create(WriteSandboxFileRequestSchema)` to create a new message.
+ */
+export declare const WriteSandboxFileRequestSchema: GenMessage<WriteSandboxFileRequest, {jsonType: WriteSandboxFileRequestJson}>;
+
+/**
+ * @generated from message cleanroom.v1.WriteSandboxFileResponse
+ */
+export declare type WriteSandboxFileResponse = Message<"cleanroom.v1.WriteSandboxFileResponse"> & {
+  /**
+   * @generated from field: cleanroom.v1.SandboxPathEntry entry = 1;
+   */
+  entry?: SandboxPathEntry | undefined;
+};
+
+/**
+ * @generated from message cleanroom.v1.WriteSandboxFileResponse
+ */
+export declare type WriteSandboxFileResponseJson = {
+  /**
+   * @generated from field: cleanroom.v1.SandboxPathEntry entry = 1;
+   */
+  entry?: SandboxPathEntryJson;
+};
+
+/**
+ * Describes the message cleanroom.v1.WriteSandboxFileResponse.
+ * Use `create(WriteSandboxFileResponseSchema)` to create a new message.
+ */
+export declare const WriteSandboxFileResponseSchema: GenMessage<WriteSandboxFileResponse, {jsonType: WriteSandboxFileResponseJson}>;
+
+/**
+ * @generated from message cleanroom.v1.RemoveSandboxPathRequest
+ */
+export declare type RemoveSandboxPathRequest = Message<"cleanroom.v1.RemoveSandboxPathRequest"> & {
+  /**
+   * @generated from field: string sandbox_id = 1;
+   */
+  sandboxId: string;
+
+  /**
+   * @generated from field: string path = 2;
+   */
+  path: string;
+
+  /**
+   * @generated from field: bool recursive = 3;
+   */
+  recursive: boolean;
+};
+
+/**
+ * @generated from message cleanroom.v1.RemoveSandboxPathRequest
+ */
+export declare type RemoveSandboxPathRequestJson = {
+  /**
+   * @generated from field: string sandbox_id = 1;
+   */
+  sandboxId?: string;
+
+  /**
+   * @generated from field: string path = 2;
+   */
+  path?: string;
+
+  /**
+   * @generated from field: bool recursive = 3;
+   */
+  recursive?: boolean;
+};
+
+/**
+ * Describes the message cleanroom.v1.RemoveSandboxPathRequest.
+ * Use `create(RemoveSandboxPathRequestSchema)` to create a new message.
+ */
+export declare const RemoveSandboxPathRequestSchema: GenMessage<RemoveSandboxPathRequest, {jsonType: RemoveSandboxPathRequestJson}>;
+
+/**
+ * @generated from message cleanroom.v1.RemoveSandboxPathResponse
+ */
+export declare type RemoveSandboxPathResponse = Message<"cleanroom.v1.RemoveSandboxPathResponse"> & {
+  /**
+   * @generated from field: bool removed = 1;
+   */
+  removed: boolean;
+};
+
+/**
+ * @generated from message cleanroom.v1.RemoveSandboxPathResponse
+ */
+export declare type RemoveSandboxPathResponseJson = {
+  /**
+   * @generated from field: bool removed = 1;
+   */
+  removed?: boolean;
+};
+
+/**
+ * Describes the message cleanroom.v1.RemoveSandboxPathResponse.
+ * Use `create(RemoveSandboxPathResponseSchema)` to create a new message.
+ */
+export declare const RemoveSandboxPathResponseSchema: GenMessage<RemoveSandboxPathResponse, {jsonType: RemoveSandboxPathResponseJson}>;
+
+/**
+ * @generated from message cleanroom.v1.ArchiveSandboxPathsRequest
+ */
+export declare type ArchiveSandboxPathsRequest = Message<"cleanroom.v1.ArchiveSandboxPathsRequest"> & {
+  /**
+   * @generated from field: string sandbox_id = 1;
+   */
+  sandboxId: string;
+
+  /**
+   * absolute directory the archive's names are relative to
+   *
+   * @generated from field: string dir = 2;
+   */
+  dir: string;
+
+  /**
+   * relative paths under dir ("." = all of it)
+   *
+   * @generated from field: repeated string paths = 3;
+   */
+  paths: string[];
+
+  /**
+   * limit on file content bytes; 0 = the daemon's limit
+   *
+   * @generated from field: uint64 max_bytes = 4;
+   */
+  maxBytes: bigint;
+};
+
+/**
+ * @generated from message cleanroom.v1.ArchiveSandboxPathsRequest
+ */
+export declare type ArchiveSandboxPathsRequestJson = {
+  /**
+   * @generated from field: string sandbox_id = 1;
+   */
+  sandboxId?: string;
+
+  /**
+   * absolute directory the archive's names are relative to
+   *
+   * @generated from field: string dir = 2;
+   */
+  dir?: string;
+
+  /**
+   * relative paths under dir ("." = all of it)
+   *
+   * @generated from field: repeated string paths = 3;
+   */
+  paths?: string[];
+
+  /**
+   * limit on file content bytes; 0 = the daemon's limit
+   *
+   * @generated from field: uint64 max_bytes = 4;
+   */
+  maxBytes?: string;
+};
+
+/**
+ * Describes the message cleanroom.v1.ArchiveSandboxPathsRequest.
+ * Use `create(ArchiveSandboxPathsRequestSchema)` to create a new message.
+ */
+export declare const ArchiveSandboxPathsRequestSchema: GenMessage<ArchiveSandboxPathsRequest, {jsonType: ArchiveSandboxPathsRequestJson}>;
+
+/**
+ * @generated from message cleanroom.v1.ArchiveSandboxPathsResponse
+ */
+export declare type ArchiveSandboxPathsResponse = Message<"cleanroom.v1.ArchiveSandboxPathsResponse"> & {
+  /**
+   * @generated from field: bytes chunk = 1;
+   */
+  chunk: Uint8Array;
+};
+
+/**
+ * @generated from message cleanroom.v1.ArchiveSandboxPathsResponse
+ */
+export declare type ArchiveSandboxPathsResponseJson = {
+  /**
+   * @generated from field: bytes chunk = 1;
+   */
+  chunk?: string;
+};
+
+/**
+ * Describes the message cleanroom.v1.ArchiveSandboxPathsResponse.
+ * Use `create(ArchiveSandboxPathsResponseSchema)` to create a new message.
+ */
+export declare const ArchiveSandboxPathsResponseSchema: GenMessage<ArchiveSandboxPathsResponse, {jsonType: ArchiveSandboxPathsResponseJson}>;
+
+/**
+ * @generated from message cleanroom.v1.ExtractSandboxArchiveHeader
+ */
+export declare type ExtractSandboxArchiveHeader = Message<"cleanroom.v1.ExtractSandboxArchiveHeader"> & {
+  /**
+   * @generated from field: string sandbox_id = 1;
+   */
+  sandboxId: string;
+
+  /**
+   * absolute directory to extract into; created when missing
+   *
+   * @generated from field: string dir = 2;
+   */
+  dir: string;
+
+  /**
+   * @generated from field: uint64 max_bytes = 3;
+   */
+  maxBytes: bigint;
+};
+
+/**
+ * @generated from message cleanroom.v1.ExtractSandboxArchiveHeader
+ */
+export declare type ExtractSandboxArchiveHeaderJson = {
+  /**
+   * @generated from field: string sandbox_id = 1;
+   */
+  sandboxId?: string;
+
+  /**
+   * absolute directory to extract into; created when missing
+   *
+   * @generated from field: string dir = 2;
+   */
+  dir?: string;
+
+  /**
+   * @generated from field: uint64 max_bytes = 3;
+   */
+  maxBytes?: string;
+};
+
+/**
+ * Describes the message cleanroom.v1.ExtractSandboxArchiveHeader.
+ * Use `create(ExtractSandboxArchiveHeaderSchema)` to create a new message.
+ */
+export declare const ExtractSandboxArchiveHeaderSchema: GenMessage<ExtractSandboxArchiveHeader, {jsonType: ExtractSandboxArchiveHeaderJson}>;
+
+/**
+ * @generated from message cleanroom.v1.ExtractSandboxArchiveRequest
+ */
+export declare type ExtractSandboxArchiveRequest = Message<"cleanroom.v1.ExtractSandboxArchiveRequest"> & {
+  /**
+   * @generated from oneof cleanroom.v1.ExtractSandboxArchiveRequest.part
+   */
+  part: {
+    /**
+     * @generated from field: cleanroom.v1.ExtractSandboxArchiveHeader header = 1;
+     */
+    value: ExtractSandboxArchiveHeader;
+    case: "header";
+  } | {
+    /**
+     * @generated from field: bytes chunk = 2;
+     */
+    value: Uint8Array;
+    case: "chunk";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * @generated from message cleanroom.v1.ExtractSandboxArchiveRequest
+ */
+export declare type ExtractSandboxArchiveRequestJson = {
+  /**
+   * @generated from field: cleanroom.v1.ExtractSandboxArchiveHeader header = 1;
+   */
+  header?: ExtractSandboxArchiveHeaderJson;
+
+  /**
+   * @generated from field: bytes chunk = 2;
+   */
+  chunk?: string;
+};
+
+/**
+ * Describes the message cleanroom.v1.ExtractSandboxArchiveRequest.
+ * Use `create(ExtractSandboxArchiveRequestSchema)` to create a new message.
+ */
+export declare const ExtractSandboxArchiveRequestSchema: GenMessage<ExtractSandboxArchiveRequest, {jsonType: ExtractSandboxArchiveRequestJson}>;
+
+/**
+ * @generated from message cleanroom.v1.ExtractSandboxArchiveResponse
+ */
+export declare type ExtractSandboxArchiveResponse = Message<"cleanroom.v1.ExtractSandboxArchiveResponse"> & {
+  /**
+   * @generated from field: uint64 entries = 1;
+   */
+  entries: bigint;
+
+  /**
+   * @generated from field: uint64 bytes = 2;
+   */
+  bytes: bigint;
+};
+
+/**
+ * @generated from message cleanroom.v1.ExtractSandboxArchiveResponse
+ */
+export declare type ExtractSandboxArchiveResponseJson = {
+  /**
+   * @generated from field: uint64 entries = 1;
+   */
+  entries?: string;
+
+  /**
+   * @generated from field: uint64 bytes = 2;
+   */
+  bytes?: string;
+};
+
+/**
+ * Describes the message cleanroom.v1.ExtractSandboxArchiveResponse.
+ * Use `create(ExtractSandboxArchiveResponseSchema)` to create a new message.
+ */
+export declare const ExtractSandboxArchiveResponseSchema: GenMessage<ExtractSandboxArchiveResponse, {jsonType: ExtractSandboxArchiveResponseJson}>;
+
+/**
+ * @generated from message cleanroom.v1.DownloadSandboxFileRequest
+ */
+export declare type DownloadSandboxFileRequest = Message<"cleanroom.v1.DownloadSandboxFileRequest"> & {
+  /**
+   * @generated from field: string sandbox_id = 1;
+   */
+  sandboxId: string;
+
+  /**
+   * @generated from field: string path = 2;
+   */
+  path: string;
+
+  /**
+   * refuse files larger than this; 0 = the daemon's limit
+   *
+   * @generated from field: uint64 max_bytes = 3;
+   */
+  maxBytes: bigint;
+};
+
+/**
+ * @generated from message cleanroom.v1.DownloadSandboxFileRequest
+ */
+export declare type DownloadSandboxFileRequestJson = {
+  /**
+   * @generated from field: string sandbox_id = 1;
+   */
+  sandboxId?: string;
+
+  /**
+   * @generated from field: string path = 2;
+   */
+  path?: string;
+
+  /**
+   * refuse files larger than this; 0 = the daemon's limit
+   *
+   * @generated from field: uint64 max_bytes = 3;
+   */
+  maxBytes?: string;
+};
+
+/**
+ * Describes the message cleanroom.v1.DownloadSandboxFileRequest.
+ * Use `create(DownloadSandboxFileRequestSchema)` to create a new message.
+ */
+export declare const DownloadSandboxFileRequestSchema: GenMessage<DownloadSandboxFileRequest, {jsonType: DownloadSandboxFileRequestJson}>;
+
+/**
+ * @generated from message cleanroom.v1.DownloadSandboxFileResponse
+ */
+export declare type DownloadSandboxFileResponse = Message<"cleanroom.v1.DownloadSandboxFileResponse"> & {
+  /**
+   * @generated from oneof cleanroom.v1.DownloadSandboxFileResponse.part
+   */
+  part: {
+    /**
+     * @generated from field: cleanroom.v1.SandboxPathEntry entry = 1;
+     */
+    value: SandboxPathEntry;
+    case: "entry";
+  } | {
+    /**
+     * @generated from field: bytes chunk = 2;
+     */
+    value: Uint8Array;
+    case: "chunk";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * @generated from message cleanroom.v1.DownloadSandboxFileResponse
+ */
+export declare type DownloadSandboxFileResponseJson = {
+  /**
+   * @generated from field: cleanroom.v1.SandboxPathEntry entry = 1;
+   */
+  entry?: SandboxPathEntryJson;
+
+  /**
+   * @generated from field: bytes chunk = 2;
+   */
+  chunk?: string;
+};
+
+/**
+ * Describes the message cleanroom.v1.DownloadSandboxFileResponse.
+ * Use `create(DownloadSandboxFileResponseSchema)` to create a new message.
+ */
+export declare const DownloadSandboxFileResponseSchema: GenMessage<DownloadSandboxFileResponse, {jsonType: DownloadSandboxFileResponseJson}>;
+
+/**
+ * @generated from message cleanroom.v1.UploadSandboxFileHeader
+ */
+export declare type UploadSandboxFileHeader = Message<"cleanroom.v1.UploadSandboxFileHeader"> & {
+  /**
+   * @generated from field: string sandbox_id = 1;
+   */
+  sandboxId: string;
+
+  /**
+   * @generated from field: string path = 2;
+   */
+  path: string;
+
+  /**
+   * 0 = 0644
+   *
+   * @generated from field: uint32 mode = 3;
+   */
+  mode: number;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp mtime = 4;
+   */
+  mtime?: Timestamp | undefined;
+
+  /**
+   * the exact number of bytes that follow
+   *
+   * @generated from field: uint64 size = 5;
+   */
+  size: bigint;
+
+  /**
+   * @generated from field: bool create_parents = 6;
+   */
+  createParents: boolean;
+};
+
+/**
+ * @generated from message cleanroom.v1.UploadSandboxFileHeader
+ */
+export declare type UploadSandboxFileHeaderJson = {
+  /**
+   * @generated from field: string sandbox_id = 1;
+   */
+  sandboxId?: string;
+
+  /**
+   * @generated from field: string path = 2;
+   */
+  path?: string;
+
+  /**
+   * 0 = 0644
+   *
+   * @generated from field: uint32 mode = 3;
+   */
+  mode?: number;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp mtime = 4;
+   */
+  mtime?: TimestampJson;
+
+  /**
+   * the exact number of bytes that follow
+   *
+   * @generated from field: uint64 size = 5;
+   */
+  size?: string;
+
+  /**
+   * @generated from field: bool create_parents = 6;
+   */
+  createParents?: boolean;
+};
+
+/**
+ * Describes the message cleanroom.v1.UploadSandboxFileHeader.
+ * Use `create(UploadSandboxFileHeaderSchema)` to create a new message.
+ */
+export declare const UploadSandboxFileHeaderSchema: GenMessage<UploadSandboxFileHeader, {jsonType: UploadSandboxFileHeaderJson}>;
+
+/**
+ * @generated from message cleanroom.v1.UploadSandboxFileRequest
+ */
+export declare type UploadSandboxFileRequest = Message<"cleanroom.v1.UploadSandboxFileRequest"> & {
+  /**
+   * @generated from oneof cleanroom.v1.UploadSandboxFileRequest.part
+   */
+  part: {
+    /**
+     * @generated from field: cleanroom.v1.UploadSandboxFileHeader header = 1;
+     */
+    value: UploadSandboxFileHeader;
+    case: "header";
+  } | {
+    /**
+     * @generated from field: bytes chunk = 2;
+     */
+    value: Uint8Array;
+    case: "chunk";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * @generated from message cleanroom.v1.UploadSandboxFileRequest
+ */
+export declare type UploadSandboxFileRequestJson = {
+  /**
+   * @generated from field: cleanroom.v1.UploadSandboxFileHeader header = 1;
+   */
+  header?: UploadSandboxFileHeaderJson;
+
+  /**
+   * @generated from field: bytes chunk = 2;
+   */
+  chunk?: string;
+};
+
+/**
+ * Describes the message cleanroom.v1.UploadSandboxFileRequest.
+ * Use `create(UploadSandboxFileRequestSchema)` to create a new message.
+ */
+export declare const UploadSandboxFileRequestSchema: GenMessage<UploadSandboxFileRequest, {jsonType: UploadSandboxFileRequestJson}>;
+
+/**
+ * @generated from message cleanroom.v1.UploadSandboxFileResponse
+ */
+export declare type UploadSandboxFileResponse = Message<"cleanroom.v1.UploadSandboxFileResponse"> & {
+  /**
+   * @generated from field: cleanroom.v1.SandboxPathEntry entry = 1;
+   */
+  entry?: SandboxPathEntry | undefined;
+};
+
+/**
+ * @generated from message cleanroom.v1.UploadSandboxFileResponse
+ */
+export declare type UploadSandboxFileResponseJson = {
+  /**
+   * @generated from field: cleanroom.v1.SandboxPathEntry entry = 1;
+   */
+  entry?: SandboxPathEntryJson;
+};
+
+/**
+ * Describes the message cleanroom.v1.UploadSandboxFileResponse.
+ * Use `create(UploadSandboxFileResponseSchema)` to create a new message.
+ */
+export declare const UploadSandboxFileResponseSchema: GenMessage<UploadSandboxFileResponse, {jsonType: UploadSandboxFileResponseJson}>;
+
+/**
  * @generated from enum cleanroom.v1.SandboxStatus
  */
 export enum SandboxStatus {
@@ -1084,6 +2129,89 @@ export declare const SandboxService: GenService<{
     methodKind: "server_streaming";
     input: typeof StreamSandboxEventsRequestSchema;
     output: typeof StreamSandboxEventsResponseSchema;
+  },
+  /**
+   * File operations, resolved by the sandbox's agent inside the sandbox's own mount namespace: a sandbox symlink
+   * can never make them read or write a host file.
+   *
+   * @generated from rpc cleanroom.v1.SandboxService.StatSandboxPath
+   */
+  statSandboxPath: {
+    methodKind: "unary";
+    input: typeof StatSandboxPathRequestSchema;
+    output: typeof StatSandboxPathResponseSchema;
+  },
+  /**
+   * @generated from rpc cleanroom.v1.SandboxService.WalkSandboxTree
+   */
+  walkSandboxTree: {
+    methodKind: "unary";
+    input: typeof WalkSandboxTreeRequestSchema;
+    output: typeof WalkSandboxTreeResponseSchema;
+  },
+  /**
+   * @generated from rpc cleanroom.v1.SandboxService.ReadSandboxFile
+   */
+  readSandboxFile: {
+    methodKind: "unary";
+    input: typeof ReadSandboxFileRequestSchema;
+    output: typeof ReadSandboxFileResponseSchema;
+  },
+  /**
+   * @generated from rpc cleanroom.v1.SandboxService.WriteSandboxFile
+   */
+  writeSandboxFile: {
+    methodKind: "unary";
+    input: typeof WriteSandboxFileRequestSchema;
+    output: typeof WriteSandboxFileResponseSchema;
+  },
+  /**
+   * @generated from rpc cleanroom.v1.SandboxService.RemoveSandboxPath
+   */
+  removeSandboxPath: {
+    methodKind: "unary";
+    input: typeof RemoveSandboxPathRequestSchema;
+    output: typeof RemoveSandboxPathResponseSchema;
+  },
+  /**
+   * a tar stream of paths under a directory
+   *
+   * @generated from rpc cleanroom.v1.SandboxService.ArchiveSandboxPaths
+   */
+  archiveSandboxPaths: {
+    methodKind: "server_streaming";
+    input: typeof ArchiveSandboxPathsRequestSchema;
+    output: typeof ArchiveSandboxPathsResponseSchema;
+  },
+  /**
+   * first message: the header; then tar bytes
+   *
+   * @generated from rpc cleanroom.v1.SandboxService.ExtractSandboxArchive
+   */
+  extractSandboxArchive: {
+    methodKind: "client_streaming";
+    input: typeof ExtractSandboxArchiveRequestSchema;
+    output: typeof ExtractSandboxArchiveResponseSchema;
+  },
+  /**
+   * first message: the file's entry; then its bytes
+   *
+   * @generated from rpc cleanroom.v1.SandboxService.DownloadSandboxFile
+   */
+  downloadSandboxFile: {
+    methodKind: "server_streaming";
+    input: typeof DownloadSandboxFileRequestSchema;
+    output: typeof DownloadSandboxFileResponseSchema;
+  },
+  /**
+   * first message: the header; then the bytes
+   *
+   * @generated from rpc cleanroom.v1.SandboxService.UploadSandboxFile
+   */
+  uploadSandboxFile: {
+    methodKind: "client_streaming";
+    input: typeof UploadSandboxFileRequestSchema;
+    output: typeof UploadSandboxFileResponseSchema;
   },
 }>;
 
