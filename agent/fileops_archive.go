@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path"
-	"sort"
 	"syscall"
 	"time"
 )
@@ -126,21 +125,11 @@ func (a *archiver) addPath(rel string, top bool) error {
 
 // addChildren stores the entries of directory rel ("" is dir itself).
 func (a *archiver) addChildren(rel string) error {
-	full := path.Join(a.dir, rel)
-	flags := os.O_RDONLY | syscall.O_DIRECTORY
-	if rel != "" {
-		flags |= syscall.O_NOFOLLOW // swapped for a symlink since the lstat: do not descend through it
-	}
-	f, err := os.OpenFile(full, flags, 0)
+	// below dir, a directory swapped for a symlink since the lstat is not descended through
+	names, err := sortedNames(path.Join(a.dir, rel), rel != "")
 	if err != nil {
-		return fsError("open directory", full, err)
+		return err
 	}
-	names, err := f.Readdirnames(-1)
-	f.Close()
-	if err != nil {
-		return fsError("read directory", full, err)
-	}
-	sort.Strings(names)
 	for _, name := range names {
 		if err := a.addPath(path.Join(rel, name), false); err != nil {
 			return err

@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path"
+	"sort"
 	"strings"
 	"syscall"
 	"unsafe"
@@ -135,4 +136,24 @@ func requireRealParents(root, rel string, create bool) error {
 		}
 	}
 	return nil
+}
+
+// sortedNames lists a directory's entries in lexical order; with noFollow, a symlink at full is refused
+// (ELOOP) rather than read through.
+func sortedNames(full string, noFollow bool) ([]string, error) {
+	flags := os.O_RDONLY | syscall.O_DIRECTORY
+	if noFollow {
+		flags |= syscall.O_NOFOLLOW
+	}
+	f, err := os.OpenFile(full, flags, 0)
+	if err != nil {
+		return nil, fsError("open directory", full, err)
+	}
+	names, err := f.Readdirnames(-1)
+	f.Close()
+	if err != nil {
+		return nil, fsError("read directory", full, err)
+	}
+	sort.Strings(names)
+	return names, nil
 }

@@ -5,7 +5,6 @@ import (
 	"io"
 	"os"
 	"path"
-	"sort"
 	"syscall"
 )
 
@@ -79,17 +78,10 @@ func runWalk(request []byte, _ io.Reader, out *bufio.Writer) error {
 
 // walkDir emits the children of rel (relative to the root; "" is the root) at the given depth.
 func (w *walker) walkDir(rel string, depth int) error {
-	dir := path.Join(w.root, rel)
-	f, err := os.Open(dir)
+	names, err := sortedNames(path.Join(w.root, rel), false)
 	if err != nil {
-		return fsError("open directory", dir, err)
+		return err
 	}
-	names, err := f.Readdirnames(-1)
-	f.Close()
-	if err != nil {
-		return fsError("read directory", dir, err)
-	}
-	sort.Strings(names)
 	for _, name := range names {
 		childRel := path.Join(rel, name)
 		e, err := describePath(path.Join(w.root, childRel), childRel, false)
