@@ -8,9 +8,8 @@ const root = join(import.meta.dirname, "..");
 // the e2e suites run bin/cleanroom, which prefers the bundle: never test a stale one
 const built = spawnSync(process.execPath, [join(root, "scripts", "build.ts")], { cwd: root, stdio: "inherit" });
 if (built.status !== 0) process.exit(built.status ?? 1);
-// the agent's own tests (the file helper's path and symlink rules among them): standard library only, offline
-const goEnv = { ...process.env, CGO_ENABLED: "0", GOPROXY: "off", GOFLAGS: "", GOTOOLCHAIN: "local", GOCACHE: process.env.GOCACHE ?? "/tmp/cleanroom-go-build-cache" };
-const agentTests = spawnSync("go", ["test", "./..."], { cwd: join(root, "agent"), stdio: "inherit", env: goEnv });
+// the agent's own tests (the file helper's path and symlink rules among them), with the build's Go settings
+const agentTests = spawnSync("sh", [join(root, "agent", "build.sh"), "--test"], { cwd: root, stdio: "inherit" });
 if (agentTests.status !== 0) process.exit(agentTests.status ?? 1);
 const only = process.argv.slice(2);
 const files = only.length ? only : globSync("test/**/*.test.ts", { cwd: root }).sort((a, b) => {
