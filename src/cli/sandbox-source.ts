@@ -7,7 +7,6 @@ import { CleanroomError } from "../errors/index.ts";
 import { canonicalJson, compilePolicyText, loadRepositoryPolicy, POLICY_FILES, type LoadedPolicy } from "../policy/index.ts";
 import type { RepositoryCheckoutOptions } from "../sdk/index.ts";
 import { checkoutState, fileAtCommit, filesAtCommit, findCheckoutRoot, httpsRemoteUrl, remoteUrl } from "../workspace/index.ts";
-import { readRepositoryPolicy } from "./commands/exec.ts";
 
 export interface SourceFlags {
   chdir?: string;
@@ -87,4 +86,15 @@ function trackedBranch(upstream: string | undefined, remote: string): string | u
 
 function samePath(a: string, b: string): boolean {
   return resolve(a) === resolve(b);
+}
+
+/**
+ * The policy of the repository at `dir` (default: here). No policy file is fine for the current directory
+ * (default image, no egress) and an error for a directory the user named or when `required`.
+ */
+export async function readRepositoryPolicy(dir: string | undefined, required = false): Promise<LoadedPolicy | undefined> {
+  const where = dir ?? process.cwd();
+  const loaded = await loadRepositoryPolicy(where);
+  if (!loaded && (dir || required)) throw new CleanroomError("policy_invalid", `no cleanroom.yaml or .buildkite/cleanroom.yaml in ${where}`);
+  return loaded;
 }

@@ -1,6 +1,7 @@
 // Files of a sandbox from the client side: stat, streamed download and upload, tar archive and extract.
 // Bytes travel as base64 inside Connect JSON messages of about 1 MiB, so neither side holds a whole file.
 import type { SandboxPathEntryJson } from "../api/index.ts";
+import { CleanroomError } from "../errors/index.ts";
 import type { Cleanroom } from "./client.ts";
 
 /** One path in a sandbox. */
@@ -37,7 +38,7 @@ export async function downloadFile(client: Cleanroom, sandboxId: string, path: s
   const first = await stream.next();
   if (first.done || !first.value.entry) {
     await stream.return(undefined);
-    throw new Error(`the daemon sent no entry for ${path}`);
+    throw new CleanroomError("internal", `the daemon sent no entry for ${path}`);
   }
   const content = (async function* () {
     for await (const message of stream) if (message.chunk) yield Buffer.from(message.chunk, "base64");

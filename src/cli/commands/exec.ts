@@ -1,5 +1,4 @@
 import { CleanroomError } from "../../errors/index.ts";
-import { loadRepositoryPolicy, type LoadedPolicy } from "../../policy/index.ts";
 import type { SandboxSource, SourceFlags } from "../sandbox-source.ts";
 import { Cleanroom, type ExecutionHandle, type ExitEvent, type SandboxHandle } from "../../sdk/index.ts";
 
@@ -60,17 +59,6 @@ export async function runExec(args: string[], flags: ExecFlags, mode: { console:
   } finally {
     if ((created && !flags.keep) || flags.rm) await sandbox.terminate({ wait: false }).catch(() => undefined);
   }
-}
-
-/**
- * The policy of the repository at `dir` (default: here). No policy file is fine for the current directory
- * (default image, no egress) and an error for a directory the user named or when `required`.
- */
-export async function readRepositoryPolicy(dir: string | undefined, required = false): Promise<LoadedPolicy | undefined> {
-  const where = dir ?? process.cwd();
-  const loaded = await loadRepositoryPolicy(where);
-  if (!loaded && (dir || required)) throw new CleanroomError("policy_invalid", `no cleanroom.yaml or .buildkite/cleanroom.yaml in ${where}`);
-  return loaded;
 }
 
 /** The repository and policy of a new sandbox (see sandbox-source.ts); warnings go to stderr. */

@@ -1,5 +1,5 @@
 import { printJson } from "../output.ts";
-import { readRepositoryPolicy } from "./exec.ts";
+import { readRepositoryPolicy } from "../sandbox-source.ts";
 
 /** `policy validate`: the source path and hash, or the first mistake with file:line:column. */
 export async function validatePolicy(flags: { chdir?: string; json?: boolean }): Promise<number> {
