@@ -21,6 +21,9 @@ export const EXEC_OPTIONS: readonly ExecOptionSpec[] = [
   { long: "image", value: "ref", help: "image for a new sandbox (default: the locally built base image)" },
   { long: "repo-url", value: "url", help: "check out this repository (https or ssh URL) instead of the one here; its policy comes from the commit" },
   { long: "repo-commit", value: "rev", help: "commit to check out: a sha, a tag, a branch or latest (default: HEAD here, latest with --repo-url)" },
+  { long: "copy-in", help: "copy local changes and unpushed commits into the sandbox before the command" },
+  { long: "copy-out", help: "copy the sandbox's workspace changes to this checkout after the command" },
+  { long: "sync", help: "both --copy-in and --copy-out" },
   { long: "backend", value: "name", help: "isolation backend for a new sandbox" },
   { long: "keep", help: "keep a new sandbox after the command finishes" },
   { long: "rm", help: "remove the sandbox after the command finishes, also with --in" },
@@ -97,6 +100,8 @@ export function matchFastExec(argv: readonly string[]): FastExec | undefined {
     tty: on("tty"),
     printSandboxId: on("print-sandbox-id"),
     dangerouslyAllowAll: on("dangerously-allow-all"),
+    copyIn: on("copy-in") || on("sync"),
+    copyOut: on("copy-out") || on("sync"),
   };
   return { console, host, flags, command };
 }

@@ -58,7 +58,8 @@ export function buildProgram(): Command {
     action(async (args: string[], flags: Record<string, unknown>, command: Command) => {
       const { runExec } = await import("./commands/exec.ts");
       const inId = (flags.in ?? flags.sandboxId) as string | undefined;
-      return runExec(args, await withHost(command, { ...flags, ...(inId ? { in: inId } : {}) }), { console });
+      const sync = { copyIn: Boolean(flags.copyIn || flags.sync), copyOut: Boolean(flags.copyOut || flags.sync) };
+      return runExec(args, await withHost(command, { ...flags, ...sync, ...(inId ? { in: inId } : {}) }), { console });
     }, 125);
 
   execOptions(program.command("exec").description("run a command in a sandbox and return its exit code").argument("[command...]"), false)
@@ -71,6 +72,7 @@ export function buildProgram(): Command {
       ? cmd.option("-c, --chdir <dir>", "repository whose cleanroom.yaml applies (default: the current directory)")
         .option("--repo-url <url>", "check out this repository (https or ssh URL); its policy comes from the commit")
         .option("--repo-commit <rev>", "commit to check out: a sha, a tag, a branch or latest")
+        .option("--copy-in", "copy local changes and unpushed commits into the new sandbox")
       : cmd)
       .option("--image <ref>", "image (default: the locally built base image)")
       .option("--backend <name>", "isolation backend")
@@ -92,6 +94,20 @@ export function buildProgram(): Command {
   program.command("cp").alias("copy").argument("<src>").argument("<dst>").description("copy files between here and a sandbox; one side is <sandbox-id>:/absolute/path (keeps mode and mtime)")
     .option("--max-bytes <size>", "refuse to copy more than this (e.g. 512MiB)")
     .action(action(async (src: string, dst: string, flags: Record<string, unknown>, command: Command) => (await import("./commands/copy.ts")).copy(src, dst, await withHost(command, flags))));
+
+  const workspace = program.command("workspace").description("sync this Git checkout's working tree with a sandbox holding the same repository");
+  const workspaceAction = (name: "workspaceCopyIn" | "workspaceCopyOut" | "workspaceDiff") =>
+    action(async (id: string, flags: Record<string, unknown>, command: Command) => (await import("./commands/workspace.ts"))[name](id, await withHost(command, flags)));
+  workspace.command("copy-in").argument("<sandbox-id>").description("send tracked and unignored local changes, and local commits the sandbox lacks, into the sandbox")
+    .option("-c, --chdir <dir>", "the checkout (default: the one around the current directory)").option("--dry-run", "only list what would be sent")
+    .action(workspaceAction("workspaceCopyIn"));
+  workspace.command("diff").argument("<sandbox-id>").description("show the sandbox's changes since it last matched this checkout")
+    .option("-c, --chdir <dir>", "the checkout (default: the one around the current directory)")
+    .action(workspaceAction("workspaceDiff"));
+  workspace.command("copy-out").argument("<sandbox-id>").description("apply the sandbox's changes to this checkout; refuses local conflicts unless --force")
+    .option("-c, --chdir <dir>", "the checkout (default: the one around the current directory)").option("--dry-run", "only list what would be applied")
+    .option("--force", "let the sandbox's version win where both sides changed a file")
+    .action(workspaceAction("workspaceCopyOut"));
 
   const execution = program.command("execution").description("inspect executions");
   execution.command("ls").alias("list").option("--sandbox-id <id>", "only this sandbox's").option("--all", "include finished").option("--json", "JSON output")

@@ -6,12 +6,14 @@ import { resolve } from "node:path";
 import { CleanroomError } from "../errors/index.ts";
 import { canonicalJson, compilePolicyText, loadRepositoryPolicy, POLICY_FILES, type LoadedPolicy } from "../policy/index.ts";
 import type { RepositoryCheckoutOptions } from "../sdk/index.ts";
-import { checkoutState, fileAtCommit, filesAtCommit, findCheckoutRoot, httpsRemoteUrl, remoteUrl } from "../workspace/index.ts";
+import { checkoutState, fileAtCommit, filesAtCommit, findCheckoutRoot, httpsRemoteUrl, pushedAncestor, remoteUrl } from "../workspace/index.ts";
 
 export interface SourceFlags {
   chdir?: string;
   repoUrl?: string;
   repoCommit?: string;
+  /** local changes and unpushed commits follow the checkout (--copy-in), so neither is a problem here */
+  copyIn?: boolean;
 }
 
 export interface SandboxSource {
@@ -62,13 +64,19 @@ async function checkoutSource(root: string, flags: SourceFlags): Promise<Sandbox
     warnings.push(`not checking the repository out: ${remote.problem} (repository.remote: ${remoteName})`);
     return withPolicy(loaded, warnings);
   }
-  if (state.dirty && !flags.repoCommit) warnings.push(`the working tree has uncommitted changes; the sandbox gets the committed HEAD ${state.commit.slice(0, 12)}`);
-  const branch = trackedBranch(state.upstream, remoteName) ?? state.branch;
-  const repository: RepositoryCheckoutOptions = {
-    remoteUrl: remote.url,
-    commit: flags.repoCommit ?? state.commit,
-    ...(branch && !flags.repoCommit ? { branch } : {}),
-  };
+  if (state.dirty && !flags.repoCommit && !flags.copyIn) warnings.push(`the working tree has uncommitted changes; the sandbox gets the committed HEAD ${state.commit.slice(0, 12)}`);
+  let commit = flags.repoCommit ?? state.commit;
+  let branch = flags.repoCommit ? undefined : (trackedBranch(state.upstream, remoteName) ?? state.branch);
+  if (flags.copyIn && !flags.repoCommit) {
+    // the daemon can only check out what the remote has; copy-in brings the local commits on top
+    const pushed = await pushedAncestor(root, state.commit, remoteName);
+    if (!pushed) throw new CleanroomError("failed_precondition", `no commit of HEAD's history is on ${remoteName} yet; push once, then --copy-in sends the rest`);
+    if (pushed !== state.commit) {
+      commit = pushed;
+      branch = trackedBranch(state.upstream, remoteName);
+    }
+  }
+  const repository: RepositoryCheckoutOptions = { remoteUrl: remote.url, commit, ...(branch ? { branch } : {}) };
   return { ...withPolicy(loaded, warnings), repository };
 }
 

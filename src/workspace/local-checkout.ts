@@ -55,6 +55,19 @@ export async function remoteUrl(root: string, remote: string): Promise<string | 
   return url.trim() || undefined;
 }
 
+/**
+ * The newest commit of `commit`'s history that a remote-tracking branch of `remote` holds, as far as this
+ * checkout knows: `commit` itself when it was pushed, undefined when nothing of its history was.
+ */
+export async function pushedAncestor(root: string, commit: string, remote: string): Promise<string | undefined> {
+  // no remote-tracking branches at all (never fetched): nothing is known, so the remote may well have it
+  if (!(await git(root, ["for-each-ref", "--count=1", `refs/remotes/${remote}/`])).trim()) return commit;
+  const out = await git(root, ["rev-list", "--boundary", "--topo-order", commit, "--not", `--remotes=${remote}`], { maxOutputBytes: 64 * 1024 * 1024 });
+  if (!out.trim()) return commit; // nothing unpushed
+  const boundary = out.split("\n").find((line) => /^-[0-9a-f]{40}$/.test(line));
+  return boundary?.slice(1);
+}
+
 /** Which of `paths` exist at `commit` (as files). */
 export async function filesAtCommit(root: string, commit: string, paths: readonly string[]): Promise<string[]> {
   const out = await git(root, ["ls-tree", "--name-only", "--full-tree", commit, "--", ...paths]);
@@ -66,12 +79,27 @@ export function fileAtCommit(root: string, commit: string, path: string): Promis
   return git(root, ["cat-file", "blob", `${commit}:${path}`]);
 }
 
+export interface GitOptions {
+  /** extra environment (e.g. GIT_INDEX_FILE for a temporary index) */
+  env?: Record<string, string>;
+  /** written to git's stdin */
+  input?: string;
+  /** default 16 MiB; git printing more is an error */
+  maxOutputBytes?: number;
+}
+
 /** Runs git in `root` (argument array, timeout, bounded output); failure is failed_precondition with git's words. */
-export function git(root: string, args: string[]): Promise<string> {
+export function git(root: string, args: string[], opts: GitOptions = {}): Promise<string> {
   return new Promise((resolvePromise, reject) => {
-    execFile("git", ["-C", root, ...args], { timeout: GIT_TIMEOUT_MS, maxBuffer: MAX_GIT_OUTPUT_BYTES, env: { ...process.env, GIT_TERMINAL_PROMPT: "0", LC_ALL: "C" } }, (err, stdout, stderr) => {
+    const child = execFile("git", ["-C", root, ...args], {
+      timeout: GIT_TIMEOUT_MS,
+      maxBuffer: opts.maxOutputBytes ?? MAX_GIT_OUTPUT_BYTES,
+      env: { ...process.env, GIT_TERMINAL_PROMPT: "0", LC_ALL: "C", ...opts.env },
+    }, (err, stdout, stderr) => {
       if (err) reject(new CleanroomError("failed_precondition", `git ${args[0]} in ${root} failed: ${(stderr || err.message).trim().split("\n").at(-1)}`));
       else resolvePromise(stdout);
     });
+    child.stdin?.on("error", () => undefined);
+    child.stdin?.end(opts.input ?? "");
   });
 }

@@ -18,6 +18,9 @@ export interface ExecFlags {
   printSandboxId?: boolean;
   launchSeconds?: string;
   dangerouslyAllowAll?: boolean;
+  /** workspace sync around the command (--copy-in, --copy-out, --sync) */
+  copyIn?: boolean;
+  copyOut?: boolean;
 }
 
 /** Exit code when Cleanroom itself (not the workload) failed to run the command, as `docker run` does. */
@@ -33,32 +36,49 @@ export async function runExec(args: string[], flags: ExecFlags, mode: { console:
   const client = new Cleanroom({ ...(flags.host ? { host: flags.host } : {}) });
   const tty = mode.console || Boolean(flags.tty);
   const attachStdin = flags.stdin !== false;
-  let sandbox: SandboxHandle;
+  const syncRoot = flags.copyIn || flags.copyOut ? await checkoutRootForSync(flags.chdir) : undefined;
   const created = !flags.in;
-  if (flags.in) {
-    sandbox = client.sandbox(flags.in);
-  } else {
-    const source = await sandboxSourceWithWarnings(flags);
-    sandbox = await client.createSandbox({
-      ...(source.policy ? { policy: source.policy } : {}),
-      ...(source.repository ? { repository: source.repository } : {}),
-      ...(flags.image ? { image: flags.image } : {}),
-      ...(flags.backend ? { backend: flags.backend } : {}),
-      ...(flags.launchSeconds ? { launchSeconds: parsePositiveInt(flags.launchSeconds, "--launch-seconds") } : {}),
-      ...(flags.dangerouslyAllowAll ? { dangerouslyAllowAll: true } : {}),
-    });
-  }
+  const sandbox = flags.in ? client.sandbox(flags.in) : await createFromSource(client, flags);
   if (flags.printSandboxId) process.stderr.write(`${sandbox.id}\n`);
   try {
+    const workspace = syncRoot ? await import("./workspace.ts") : undefined;
+    if (workspace && syncRoot && flags.copyIn) await workspace.copyInAround(client, sandbox.id, syncRoot);
     const execution = await sandbox.start(command, {
       env: resolveEnv(flags.env ?? []),
       stdin: attachStdin,
       ...(tty ? { tty: terminalSize() } : {}),
     });
-    return await attach(execution, { tty, attachStdin });
+    const exitCode = await attach(execution, { tty, attachStdin });
+    if (workspace && syncRoot && flags.copyOut && exitCode !== 130) {
+      const copied = await workspace.copyOutAround(client, sandbox.id, syncRoot);
+      if (!copied && exitCode === 0) return 1;
+    }
+    return exitCode;
   } finally {
     if ((created && !flags.keep) || flags.rm) await sandbox.terminate({ wait: false }).catch(() => undefined);
   }
+}
+
+/** A new sandbox from the flags and the checkout here (see sandbox-source.ts). */
+async function createFromSource(client: Cleanroom, flags: ExecFlags): Promise<SandboxHandle> {
+  const source = await sandboxSourceWithWarnings(flags);
+  if (flags.copyIn && !source.repository) throw new CleanroomError("failed_precondition", "--copy-in needs a repository in the sandbox: a committed cleanroom.yaml here that enables it, or --repo-url");
+  return client.createSandbox({
+    ...(source.policy ? { policy: source.policy } : {}),
+    ...(source.repository ? { repository: source.repository } : {}),
+    ...(flags.image ? { image: flags.image } : {}),
+    ...(flags.backend ? { backend: flags.backend } : {}),
+    ...(flags.launchSeconds ? { launchSeconds: parsePositiveInt(flags.launchSeconds, "--launch-seconds") } : {}),
+    ...(flags.dangerouslyAllowAll ? { dangerouslyAllowAll: true } : {}),
+  });
+}
+
+/** The checkout --copy-in/--copy-out sync with: the one around --chdir or here. */
+export async function checkoutRootForSync(chdir: string | undefined): Promise<string> {
+  const { findCheckoutRoot } = await import("../../workspace/index.ts");
+  const root = await findCheckoutRoot(chdir ?? process.cwd());
+  if (!root) throw new CleanroomError("failed_precondition", `--copy-in and --copy-out need a Git checkout; ${chdir ?? process.cwd()} is not inside one`);
+  return root;
 }
 
 /** The repository and policy of a new sandbox (see sandbox-source.ts); warnings go to stderr. */

@@ -1,16 +1,20 @@
 import type { SandboxJson } from "../../api/index.ts";
 import { Cleanroom, enumName } from "../../sdk/index.ts";
 import { age, printJson, printTable } from "../output.ts";
-import { parsePositiveInt, sandboxSourceWithWarnings } from "./exec.ts";
+import { CleanroomError } from "../../errors/index.ts";
+import { checkoutRootForSync, parsePositiveInt, sandboxSourceWithWarnings } from "./exec.ts";
 
 export interface CreateFlags {
   host?: string; chdir?: string; image?: string; repoUrl?: string; repoCommit?: string; backend?: string; launchSeconds?: string; dangerouslyAllowAll?: boolean; json?: boolean;
+  copyIn?: boolean;
 }
 
 /** `create` reads the repository's policy (-c); `sandbox create` is repository-agnostic. */
 export async function createSandbox(flags: CreateFlags, opts: { readPolicy: boolean }): Promise<number> {
   const client = new Cleanroom({ ...(flags.host ? { host: flags.host } : {}) });
   const source = opts.readPolicy ? await sandboxSourceWithWarnings(flags) : { warnings: [] };
+  const syncRoot = flags.copyIn ? await checkoutRootForSync(flags.chdir) : undefined;
+  if (syncRoot && !("repository" in source && source.repository)) throw new CleanroomError("failed_precondition", "--copy-in needs a repository in the sandbox: a committed cleanroom.yaml here that enables it, or --repo-url");
   const sandbox = await client.createSandbox({
     ...(source.policy ? { policy: source.policy } : {}),
     ...(source.repository ? { repository: source.repository } : {}),
@@ -19,6 +23,14 @@ export async function createSandbox(flags: CreateFlags, opts: { readPolicy: bool
     ...(flags.launchSeconds ? { launchSeconds: parsePositiveInt(flags.launchSeconds, "--launch-seconds") } : {}),
     ...(flags.dangerouslyAllowAll ? { dangerouslyAllowAll: true } : {}),
   });
+  if (syncRoot) {
+    // a sandbox without the changes it was made for is of no use: it goes when the copy-in fails
+    const { copyInAround } = await import("./workspace.ts");
+    await copyInAround(client, sandbox.id, syncRoot).catch(async (err: unknown) => {
+      await sandbox.terminate({ wait: false }).catch(() => undefined);
+      throw err;
+    });
+  }
   if (flags.json) printJson(sandboxView(sandbox.info));
   else process.stdout.write(`${sandbox.id}\n`);
   return 0;
