@@ -7,7 +7,7 @@ import { copyFile, mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CleanroomError } from "../errors/index.ts";
-import { git } from "./local-checkout.ts";
+import { BULK_ADD, git } from "./local-checkout.ts";
 import { parseTreeChanges, type TreeChange } from "./tree-changes.ts";
 
 /** who Cleanroom's own commits are by; they never land on a branch */
@@ -26,16 +26,19 @@ export async function snapshotWorktree(root: string): Promise<string> {
     const real = (await git(root, ["rev-parse", "--path-format=absolute", "--git-path", "index"])).trim();
     const copied = await copyFile(real, env.GIT_INDEX_FILE).then(() => true, () => false);
     if (!copied) await git(root, ["read-tree", "--empty"], { env });
-    await git(root, ["add", "-A"], { env });
+    await git(root, BULK_ADD, { env });
     return (await git(root, ["write-tree"], { env })).trim();
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
 }
 
-/** A commit holding `tree` on top of `parent`, made for the transfer only. */
-export async function snapshotCommit(root: string, tree: string, parent: string, message: string): Promise<string> {
-  return (await git(root, ["commit-tree", tree, "-p", parent, "-m", message], { env: SNAPSHOT_IDENTITY })).trim();
+/**
+ * A commit holding `tree` on top of `parents`, made for the transfer only. A second parent that the receiver
+ * has (the last snapshot it got) lets a bundle leave out every object that snapshot already carried.
+ */
+export async function snapshotCommit(root: string, tree: string, parents: readonly string[], message: string): Promise<string> {
+  return (await git(root, ["commit-tree", tree, ...parents.flatMap((parent) => ["-p", parent]), "-m", message], { env: SNAPSHOT_IDENTITY })).trim();
 }
 
 /** What changed from `from` to `to` (trees or commits). */

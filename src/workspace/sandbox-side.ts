@@ -5,6 +5,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { CleanroomError } from "../errors/index.ts";
+import { GIT_ENV } from "./local-checkout.ts";
 import { SNAPSHOT_IDENTITY } from "./local-snapshot.ts";
 
 /** What workspace sync needs of a sandbox; the CLI provides it over the daemon's API. */
@@ -60,15 +61,22 @@ fi
 const SNAPSHOT = PRELUDE + String.raw`index=$(mktemp)
 trap 'rm -f "$index"' EXIT
 cp "$(git rev-parse --git-path index)" "$index" 2>/dev/null || GIT_INDEX_FILE=$index git read-tree --empty
-GIT_INDEX_FILE=$index git add -A
+# one pack for all new files instead of a loose object each (git's bulk check-in)
+GIT_INDEX_FILE=$index git -c core.bigFileThreshold=1 add -A
 tree=$(GIT_INDEX_FILE=$index git write-tree)
-if head=$(git rev-parse -q --verify 'HEAD^{commit}'); then commit=$(git commit-tree "$tree" -p "$head" -m "cleanroom copy-out"); else commit=$(git commit-tree "$tree" -m "cleanroom copy-out"); fi
-git update-ref refs/cleanroom/copy-out "$commit"
+set --
+head=$(git rev-parse -q --verify 'HEAD^{commit}' || true)
+if [ -n "$head" ]; then set -- -p "$head"; fi
+# the base as a parent too: the bundle then leaves out every object the base already carried
 if git cat-file -e "$CLEANROOM_WS_BASE^{commit}" 2>/dev/null; then
-  git bundle create -q "$CLEANROOM_WS_BUNDLE" refs/cleanroom/copy-out "^$CLEANROOM_WS_BASE"
+  [ "$CLEANROOM_WS_BASE" = "$head" ] || set -- "$@" -p "$CLEANROOM_WS_BASE"
+  exclude=^$CLEANROOM_WS_BASE
 else
-  git bundle create -q "$CLEANROOM_WS_BUNDLE" refs/cleanroom/copy-out
+  exclude=
 fi
+commit=$(git commit-tree "$tree" "$@" -m "cleanroom copy-out")
+git update-ref refs/cleanroom/copy-out "$commit"
+git bundle create -q "$CLEANROOM_WS_BUNDLE" refs/cleanroom/copy-out $exclude
 echo "$commit"
 `;
 
@@ -106,8 +114,7 @@ export function transferPath(kind: "copy-in" | "copy-out"): string {
 async function runChecked(sandbox: SandboxAccess, script: string, env: Record<string, string>, what: string): Promise<string> {
   const result = await sandbox.run(script, {
     ...env,
-    GIT_TERMINAL_PROMPT: "0",
-    LC_ALL: "C",
+    ...GIT_ENV,
     // the checkout may belong to another user than the one running git here; it is the sandbox's own anyway
     GIT_CONFIG_COUNT: "1", GIT_CONFIG_KEY_0: "safe.directory", GIT_CONFIG_VALUE_0: "*",
   });

@@ -43,7 +43,9 @@ export async function copyIn(root: string, sandbox: SandboxAccess, repo: Sandbox
   const commits = await commitsNotIn(root, state.commit, theirs);
   if (opts.dryRun) return { commits, changes, bundleBytes: 0 };
 
-  const snapshot = await snapshotCommit(root, tree, state.commit, `cleanroom copy-in to ${sandbox.id}`);
+  const lastSnapshot = await resolveCommit(root, bindingRef(sandbox.id, "base"));
+  const parents = [state.commit, ...(lastSnapshot && lastSnapshot !== state.commit && theirs.includes(lastSnapshot) ? [lastSnapshot] : [])];
+  const snapshot = await snapshotCommit(root, tree, parents, `cleanroom copy-in to ${sandbox.id}`);
   const outgoing = bindingRef(sandbox.id, "outgoing");
   const dir = await mkdtemp(join(tmpdir(), "cleanroom-copy-in-"));
   const remoteBundle = transferPath("copy-in");
