@@ -41,14 +41,12 @@ git for-each-ref --format='%(objectname)' | sort -u | head -n "$CLEANROOM_WS_MAX
 `;
 
 /** Fetches the copy-in bundle, makes index and working tree match the snapshot, and moves HEAD to the local HEAD. */
-const RECEIVE = PRELUDE + String.raw`if [ -n "$CLEANROOM_WS_BUNDLE" ]; then
-  git fetch -q --no-tags "$CLEANROOM_WS_BUNDLE" "+$CLEANROOM_WS_BUNDLE_REF:refs/cleanroom/copy-in"
-else
-  git update-ref refs/cleanroom/copy-in "$CLEANROOM_WS_SNAPSHOT"
-fi
-[ "$(git rev-parse refs/cleanroom/copy-in)" = "$CLEANROOM_WS_SNAPSHOT" ] || { echo "the bundle did not carry the snapshot" >&2; exit 1; }
+const RECEIVE = PRELUDE + String.raw`# unbundle, not fetch: the bundle is the developer's own, so fetch's connectivity walk over every object is waste
+if [ -n "$CLEANROOM_WS_BUNDLE" ]; then git bundle unbundle "$CLEANROOM_WS_BUNDLE" >/dev/null; fi
+git cat-file -e "$CLEANROOM_WS_SNAPSHOT^{commit}" || { echo "the bundle did not carry the snapshot" >&2; exit 1; }
+git update-ref refs/cleanroom/copy-in "$CLEANROOM_WS_SNAPSHOT"
 # from the current index to the snapshot: files the last copy-in brought and the developer since deleted go too
-git read-tree -u --reset "$CLEANROOM_WS_SNAPSHOT"
+git -c checkout.workers=0 read-tree -u --reset "$CLEANROOM_WS_SNAPSHOT"
 if [ -n "$CLEANROOM_WS_BRANCH" ]; then
   git update-ref "refs/heads/$CLEANROOM_WS_BRANCH" "$CLEANROOM_WS_HEAD"
   git symbolic-ref HEAD "refs/heads/$CLEANROOM_WS_BRANCH"
