@@ -38,7 +38,7 @@ export async function runExec(args: string[], flags: ExecFlags, mode: { console:
   const attachStdin = flags.stdin !== false;
   const syncRoot = flags.copyIn || flags.copyOut ? await checkoutRootForSync(flags.chdir) : undefined;
   const created = !flags.in;
-  const sandbox = flags.in ? client.sandbox(flags.in) : await createFromSource(client, flags);
+  const sandbox = flags.in ? client.sandbox(flags.in) : await createFromSource(client, flags, await sandboxSourceWithWarnings(flags));
   if (flags.printSandboxId) process.stderr.write(`${sandbox.id}\n`);
   try {
     const workspace = syncRoot ? await import("./workspace.ts") : undefined;
@@ -59,9 +59,11 @@ export async function runExec(args: string[], flags: ExecFlags, mode: { console:
   }
 }
 
-/** A new sandbox from the flags and the checkout here (see sandbox-source.ts). */
-async function createFromSource(client: Cleanroom, flags: ExecFlags): Promise<SandboxHandle> {
-  const source = await sandboxSourceWithWarnings(flags);
+/** The flags that shape a new sandbox (exec, console, create). */
+export type NewSandboxFlags = Pick<ExecFlags, "image" | "backend" | "launchSeconds" | "dangerouslyAllowAll" | "copyIn">;
+
+/** A new sandbox from the flags and its repository and policy (see sandbox-source.ts). */
+export function createFromSource(client: Cleanroom, flags: NewSandboxFlags, source: Pick<SandboxSource, "policy" | "repository">): Promise<SandboxHandle> {
   if (flags.copyIn && !source.repository) throw new CleanroomError("failed_precondition", "--copy-in needs a repository in the sandbox: a committed cleanroom.yaml here that enables it, or --repo-url");
   return client.createSandbox({
     ...(source.policy ? { policy: source.policy } : {}),

@@ -1,8 +1,7 @@
 import type { SandboxJson } from "../../api/index.ts";
 import { Cleanroom, enumName } from "../../sdk/index.ts";
 import { age, printJson, printTable } from "../output.ts";
-import { CleanroomError } from "../../errors/index.ts";
-import { checkoutRootForSync, parsePositiveInt, sandboxSourceWithWarnings } from "./exec.ts";
+import { checkoutRootForSync, createFromSource, sandboxSourceWithWarnings } from "./exec.ts";
 
 export interface CreateFlags {
   host?: string; chdir?: string; image?: string; repoUrl?: string; repoCommit?: string; backend?: string; launchSeconds?: string; dangerouslyAllowAll?: boolean; json?: boolean;
@@ -14,15 +13,7 @@ export async function createSandbox(flags: CreateFlags, opts: { readPolicy: bool
   const client = new Cleanroom({ ...(flags.host ? { host: flags.host } : {}) });
   const source = opts.readPolicy ? await sandboxSourceWithWarnings(flags) : { warnings: [] };
   const syncRoot = flags.copyIn ? await checkoutRootForSync(flags.chdir) : undefined;
-  if (syncRoot && !("repository" in source && source.repository)) throw new CleanroomError("failed_precondition", "--copy-in needs a repository in the sandbox: a committed cleanroom.yaml here that enables it, or --repo-url");
-  const sandbox = await client.createSandbox({
-    ...(source.policy ? { policy: source.policy } : {}),
-    ...(source.repository ? { repository: source.repository } : {}),
-    ...(flags.image ? { image: flags.image } : {}),
-    ...(flags.backend ? { backend: flags.backend } : {}),
-    ...(flags.launchSeconds ? { launchSeconds: parsePositiveInt(flags.launchSeconds, "--launch-seconds") } : {}),
-    ...(flags.dangerouslyAllowAll ? { dangerouslyAllowAll: true } : {}),
-  });
+  const sandbox = await createFromSource(client, flags, source);
   if (syncRoot) {
     // a sandbox without the changes it was made for is of no use: it goes when the copy-in fails
     const { copyInAround } = await import("./workspace.ts");
