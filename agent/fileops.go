@@ -59,6 +59,9 @@ var fileOps = map[string]fileOp{
 
 // runFileCommand runs `file <op> <json>` and returns the exit status: 0, or 1 with one JSON error line on stderr.
 func runFileCommand(args []string) int {
+	if len(args) > 0 {
+		growBulkPipe(args[0])
+	}
 	err := dispatchFileOp(args, os.Stdin, os.Stdout)
 	if err == nil {
 		return 0
@@ -87,6 +90,9 @@ func dispatchFileOp(args []string, stdin io.Reader, stdout io.Writer) error {
 	op, ok := fileOps[args[0]]
 	if !ok {
 		return fileErrorf(codeInvalidArgument, "unknown file operation %q", truncate(args[0], 40))
+	}
+	if f, ok := stdout.(*os.File); ok {
+		stdout = stdoutFile{f} // sends a file's bytes with sendfile(2)
 	}
 	out := bufio.NewWriterSize(stdout, 64<<10)
 	if err := op([]byte(args[1]), stdin, out); err != nil {

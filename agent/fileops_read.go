@@ -142,7 +142,11 @@ func runRead(request []byte, _ io.Reader, out *bufio.Writer) error {
 	if err := writeJSONLine(out, e); err != nil {
 		return err
 	}
-	n, err := io.Copy(out, io.NewSectionReader(f, req.Offset, count))
+	// with the header out of the buffer, the content bypasses it: bufio hands the copy to stdout's ReadFrom
+	if err := out.Flush(); err != nil {
+		return err
+	}
+	n, err := io.Copy(out, newFileSection(f, req.Offset, count))
 	if err != nil {
 		return fsError("read", req.Path, err)
 	}

@@ -135,7 +135,7 @@ func fillWriteTemp(tmp *os.File, stdin io.Reader, req writeRequest) (*syscall.St
 	if req.Size != nil {
 		limit = *req.Size
 	}
-	n, err := io.Copy(tmp, io.LimitReader(stdin, limit+1))
+	n, err := copyIntoFile(tmp, stdin, limit+1)
 	if err != nil {
 		return nil, fsError("write", req.Path, err)
 	}

@@ -12,10 +12,14 @@ const (
 	protocolVersion = 1
 	headerSize      = 12
 	maxPayload      = 1 << 20 // a larger declared length is a protocol error
-	// maxDataPayload keeps one DATA frame (header included) at 64 KiB, the size of one socket read on the host.
-	maxDataPayload = 65536 - headerSize
 	// initialWindow is the credit every stream starts with, in bytes.
 	initialWindow = 256 << 10
+	// firstReadBytes is what one read of a workload's output (so one DATA frame) takes at first: with its header,
+	// a frame of 64 KiB, one socket read on the host. While reads fill the buffer it doubles, up to a window
+	// (maxDataPayload): bulk output such as a file copy then travels in a quarter of the frames, and each
+	// frame costs the host a fixed amount of work, while interactive output keeps a small buffer.
+	firstReadBytes = 65536 - headerSize
+	maxDataPayload = initialWindow
 	// maxControlPayload bounds JSON payloads; none of ours comes near it.
 	maxControlPayload = 64 << 10
 )

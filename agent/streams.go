@@ -59,8 +59,8 @@ func (o *outStream) markExited() {
 	_ = o.f.SetReadDeadline(deadline)
 }
 
-// acquire waits for credit and returns how many bytes the next read may take (0: stop reading).
-func (o *outStream) acquire() int {
+// acquire waits for credit and returns how many bytes (at most limit) the next read may take (0: stop reading).
+func (o *outStream) acquire(limit int) int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	dead := o.p.s.dead.Load()
@@ -75,8 +75,8 @@ func (o *outStream) acquire() int {
 		}
 		_ = o.f.SetReadDeadline(o.readStart.Add(o.budget))
 	}
-	if dead || o.credit > maxDataPayload {
-		return maxDataPayload
+	if dead || o.credit > limit {
+		return limit
 	}
 	return o.credit
 }
@@ -101,9 +101,9 @@ func (o *outStream) afterRead(n int) {
 
 func (o *outStream) run() {
 	defer o.p.outWG.Done()
-	buf := make([]byte, headerSize+maxDataPayload)
+	buf := make([]byte, headerSize+firstReadBytes)
 	for {
-		n := o.acquire()
+		n := o.acquire(len(buf) - headerSize)
 		if n == 0 {
 			break
 		}
@@ -112,6 +112,13 @@ func (o *outStream) run() {
 		if k > 0 && !o.p.s.dead.Load() {
 			putHeader(buf, typeData, o.stream, o.p.channel, k)
 			_ = o.p.s.writeFrame(buf[:headerSize+k])
+		}
+		if k == len(buf)-headerSize && k < maxDataPayload {
+			grown := 2 * k
+			if grown > maxDataPayload {
+				grown = maxDataPayload
+			}
+			buf = make([]byte, headerSize+grown)
 		}
 		if err != nil {
 			break // EOF, EIO from a pty whose slave is closed, drain deadline, or closed

@@ -7,6 +7,7 @@ import type { AgentProcess, ExitStatus } from "./types.ts";
 
 /** How a channel talks back to its connection. */
 export interface ChannelTransport {
+  /** writes bytes to the connection in order; a frame may come in pieces, sent back to back in one tick */
   send(frame: Buffer): void;
   /** the channel is finished; later frames for it are protocol errors */
   release(channel: number): void;
@@ -38,7 +39,11 @@ export class ExecChannel implements AgentProcess {
     this.#stdin = opts.stdin
       ? new AgentInputStream(
           (chunk) => {
-            if (!this.#done) transport.send(encodeFrame(FrameType.DATA, Stream.STDIN, channel, chunk));
+            if (this.#done) return;
+            // header and payload as two writes: a frame built in one buffer would copy (and allocate) every
+            // byte of an upload once more
+            transport.send(dataFrameHeader(channel, chunk.length));
+            transport.send(chunk);
           },
           () => {
             if (!this.#done) transport.send(encodeFrame(FrameType.EOF, Stream.STDIN, channel));
@@ -115,6 +120,13 @@ export class ExecChannel implements AgentProcess {
     this.#stdin?.abandon();
     this.#transport.release(this.channel);
   }
+}
+
+/** The 12-byte header of a stdin DATA frame; its first field is the payload length (PROTOCOL.md, "Frame"). */
+function dataFrameHeader(channel: number, payloadBytes: number): Buffer {
+  const header = encodeFrame(FrameType.DATA, Stream.STDIN, channel);
+  header.writeUInt32BE(payloadBytes, 0);
+  return header;
 }
 
 /**

@@ -2,7 +2,7 @@ import type {
   ExecutionExitJson, ExecutionJson, ExecutionService, HostService, ImageService, SandboxJson, SandboxService,
 } from "../api/index.ts";
 import { defaultSocketPath } from "../config/index.ts";
-import { JsonTransport, parseEndpoint, type CallOptions, type JsonClient } from "./connect-json.ts";
+import { JsonTransport, parseEndpoint, type CallOptions, type JsonClient, type StreamFormat } from "./connect-json.ts";
 
 export interface CleanroomOptions {
   /** `unix:///path` or `http://host:port`; default `CLEANROOM_HOST`, else the default socket */
@@ -129,6 +129,16 @@ export class Cleanroom {
   /** A client-streaming SandboxService call (uploads): `messages` go as JSON, the reply comes back as JSON. */
   sandboxClientStream(method: "UploadSandboxFile" | "ExtractSandboxArchive", messages: AsyncIterable<unknown>, opts: CallOptions = {}): Promise<unknown> {
     return this.#transport.clientStream(`/cleanroom.v1.SandboxService/${method}`, messages, opts);
+  }
+
+  /** A server-streaming SandboxService call (downloads) whose request is already encoded in `format`. */
+  sandboxServerStreamEncoded<Reply>(method: "DownloadSandboxFile" | "ArchiveSandboxPaths", request: Buffer, format: StreamFormat<Reply>, opts: CallOptions = {}): AsyncGenerator<Reply> {
+    return this.#transport.serverStreamEncoded(`/cleanroom.v1.SandboxService/${method}`, request, format, opts);
+  }
+
+  /** A client-streaming SandboxService call (uploads) whose messages are already encoded in `format`. */
+  sandboxClientStreamEncoded<Reply>(method: "UploadSandboxFile" | "ExtractSandboxArchive", messages: AsyncIterable<Buffer>, format: StreamFormat<Reply>, opts: CallOptions = {}): Promise<Reply> {
+    return this.#transport.clientStreamEncoded(`/cleanroom.v1.SandboxService/${method}`, messages, format, opts);
   }
 
   /** Closes idle connections to the daemon. */

@@ -1,4 +1,5 @@
-// A Connect-protocol client speaking JSON over HTTP/1.1 with nothing but node:http.
+// A Connect-protocol client speaking JSON over HTTP/1.1 with nothing but node:http. Streaming calls may instead
+// carry binary (protobuf) messages their caller encodes itself: the file transfers do (file-messages.ts).
 // Why not @connectrpc/connect-node here: loading protobuf-es descriptors and node:http2 costs the CLI
 // ~130 ms per start, more than the daemon needs to create a sandbox (DESIGN: speed budget of the CLI).
 // Message types come from the generated JSON types (type-only imports, nothing loaded at run time).
@@ -30,6 +31,19 @@ export type StreamingMethodName<Service> = {
 
 export interface CallOptions {
   signal?: AbortSignal;
+}
+
+/** How a streaming call's messages travel: its content type, and how one reply message's payload is read. */
+export interface StreamFormat<Reply> {
+  contentType: "application/connect+json" | "application/connect+proto";
+  decode(payload: Buffer): Reply;
+}
+
+const JSON_FORMAT: StreamFormat<unknown> = { contentType: "application/connect+json", decode: (payload) => JSON.parse(payload.toString("utf8")) };
+
+/** The binary Connect protocol (protobuf messages), for calls with a codec of their own (file-messages.ts). */
+export function protoFormat<Reply>(decode: (payload: Buffer) => Reply): StreamFormat<Reply> {
+  return { contentType: "application/connect+proto", decode };
 }
 
 export interface Endpoint {
@@ -90,13 +104,17 @@ export class JsonTransport {
     throw errorFrom(parseJson(text), typeof reason === "string" ? reason : undefined, res.statusCode);
   }
 
-  async *serverStream(path: string, message: unknown, opts: CallOptions = {}): AsyncGenerator<unknown> {
-    const request = envelope(Buffer.from(JSON.stringify(message)));
-    yield* this.#streamReplies(await this.#send(path, request, "application/connect+json", opts), opts);
+  serverStream(path: string, message: unknown, opts: CallOptions = {}): AsyncGenerator<unknown> {
+    return this.serverStreamEncoded(path, Buffer.from(JSON.stringify(message)), JSON_FORMAT, opts);
+  }
+
+  /** A server-streaming call whose request is already encoded in `format`. */
+  async *serverStreamEncoded<Reply>(path: string, request: Buffer, format: StreamFormat<Reply>, opts: CallOptions = {}): AsyncGenerator<Reply> {
+    yield* this.#streamReplies(await this.#send(path, envelope(request), format.contentType, opts), format, opts);
   }
 
   /** The enveloped messages of a streaming response, up to its end-of-stream message (errors thrown). */
-  async *#streamReplies(res: IncomingMessage, opts: CallOptions): AsyncGenerator<unknown> {
+  async *#streamReplies<Reply>(res: IncomingMessage, format: StreamFormat<Reply>, opts: CallOptions): AsyncGenerator<Reply> {
     if (res.statusCode !== 200) {
       const text = (await readAll(res, MAX_MESSAGE_BYTES)).toString("utf8");
       throw errorFrom(parseJson(text), undefined, res.statusCode);
@@ -119,18 +137,18 @@ export class JsonTransport {
           if (length > MAX_MESSAGE_BYTES) throw new CleanroomError("internal", `the daemon sent a ${length}-byte message; refusing it`);
           if (queued < 5 + length) break;
           const joined = queue.length === 1 ? queue[0]! : Buffer.concat(queue, queued);
-          const data = joined.subarray(5, 5 + length).toString("utf8");
+          const payload = joined.subarray(5, 5 + length);
           const rest = joined.subarray(5 + length);
           queue.length = 0;
           queued = rest.byteLength;
           if (queued) queue.push(rest);
           if (flags & END_STREAM_FLAG) {
-            ended = true;
-            const end = parseJson(data) as { error?: unknown; metadata?: Record<string, string[]> };
+            ended = true; // the end-of-stream message is JSON in either format
+            const end = parseJson(payload.toString("utf8")) as { error?: unknown; metadata?: Record<string, string[]> };
             if (end.error) throw errorFrom(end.error, end.metadata?.[REASON_CODE_HEADER]?.[0], 200);
             return;
           }
-          yield JSON.parse(data);
+          yield format.decode(payload);
         }
       }
     } catch (err) {
@@ -143,15 +161,24 @@ export class JsonTransport {
   }
 
   /** A client-streaming call: `messages` are sent as they come (with backpressure); resolves with the one reply. */
-  async clientStream(path: string, messages: AsyncIterable<unknown>, opts: CallOptions = {}): Promise<unknown> {
-    const body = (async function* () {
-      for await (const message of messages) yield envelope(Buffer.from(JSON.stringify(message)));
+  clientStream(path: string, messages: AsyncIterable<unknown>, opts: CallOptions = {}): Promise<unknown> {
+    const encoded = (async function* () {
+      for await (const message of messages) yield Buffer.from(JSON.stringify(message));
     })();
-    const replies = this.#streamReplies(await this.#send(path, body, "application/connect+json", opts), opts);
-    let reply: unknown;
-    for await (const message of replies) reply ??= message;
+    return this.clientStreamEncoded(path, encoded, JSON_FORMAT, opts);
+  }
+
+  /** A client-streaming call whose messages are already encoded in `format`. */
+  async clientStreamEncoded<Reply>(path: string, messages: AsyncIterable<Buffer>, format: StreamFormat<Reply>, opts: CallOptions = {}): Promise<Reply> {
+    // the envelope prefix goes out as its own write: a megabyte message is sent as it is, never copied
+    const body = (async function* () {
+      for await (const message of messages) yield* [envelopePrefix(message.byteLength), message];
+    })();
+    const replies = this.#streamReplies(await this.#send(path, body, format.contentType, opts), format, opts);
+    let reply: { value: Reply } | undefined;
+    for await (const message of replies) reply ??= { value: message };
     if (reply === undefined) throw new CleanroomError("internal", `the daemon at ${this.endpoint.display} sent no reply`);
-    return reply;
+    return reply.value;
   }
 
   close(): void {
@@ -195,11 +222,14 @@ export class JsonTransport {
 
 /** One Connect stream message: flags byte, big-endian length, payload. */
 function envelope(payload: Buffer): Buffer {
-  const framed = Buffer.allocUnsafe(5 + payload.byteLength);
-  framed.writeUInt8(0, 0);
-  framed.writeUInt32BE(payload.byteLength, 1);
-  payload.copy(framed, 5);
-  return framed;
+  return Buffer.concat([envelopePrefix(payload.byteLength), payload]);
+}
+
+/** The flags byte (0) and big-endian length that come before a stream message's payload. */
+function envelopePrefix(payloadBytes: number): Buffer {
+  const prefix = Buffer.alloc(5);
+  prefix.writeUInt32BE(payloadBytes, 1);
+  return prefix;
 }
 
 async function readAll(res: IncomingMessage, limit: number): Promise<Buffer> {

@@ -1,8 +1,14 @@
 // Files of a sandbox from the client side: stat, streamed download and upload, tar archive and extract.
-// Bytes travel as base64 inside Connect JSON messages of about 1 MiB, so neither side holds a whole file.
+// Bytes travel as protobuf `bytes` in binary Connect messages of 1 MiB (file-messages.ts), so neither side holds
+// a whole file and no byte is turned into base64 text.
 import type { SandboxPathEntryJson } from "../api/index.ts";
 import { CleanroomError } from "../errors/index.ts";
 import type { Cleanroom } from "./client.ts";
+import { protoFormat } from "./connect-json.ts";
+import {
+  chunkRequests, decodeArchiveReply, decodeDownloadReply, decodeExtractReply, decodeUploadReply,
+  encodeArchiveRequest, encodeDownloadRequest, encodeExtractHeader, encodeUploadHeader,
+} from "./file-messages.ts";
 
 /** One path in a sandbox. */
 export interface SandboxEntry {
@@ -15,7 +21,8 @@ export interface SandboxEntry {
   linkTarget: string;
 }
 
-const UPLOAD_CHUNK_BYTES = 1024 * 1024;
+/** upload messages carry this much; the daemon sends downloads in messages of about the same size */
+const CHUNK_BYTES = 1024 * 1024;
 
 export function entryOf(json: SandboxPathEntryJson | undefined): SandboxEntry {
   return {
@@ -34,14 +41,14 @@ export async function statPath(client: Cleanroom, sandboxId: string, path: strin
 
 /** A file's entry (first) and its bytes as they arrive. */
 export async function downloadFile(client: Cleanroom, sandboxId: string, path: string, maxBytes = 0): Promise<{ entry: SandboxEntry; content: AsyncGenerator<Buffer> }> {
-  const stream = client.sandboxes.downloadSandboxFile({ sandboxId, path, maxBytes: String(maxBytes) });
+  const stream = client.sandboxServerStreamEncoded("DownloadSandboxFile", encodeDownloadRequest({ sandboxId, path, maxBytes }), protoFormat(decodeDownloadReply));
   const first = await stream.next();
   if (first.done || !first.value.entry) {
     await stream.return(undefined);
     throw new CleanroomError("internal", `the daemon sent no entry for ${path}`);
   }
   const content = (async function* () {
-    for await (const message of stream) if (message.chunk) yield Buffer.from(message.chunk, "base64");
+    for await (const part of stream) if (part.chunk?.byteLength) yield part.chunk;
   })();
   return { entry: entryOf(first.value.entry), content };
 }
@@ -51,37 +58,27 @@ export async function uploadFile(
   client: Cleanroom, sandboxId: string, path: string, content: AsyncIterable<Uint8Array>,
   opts: { size: number; mode?: number; mtime?: string; createParents?: boolean },
 ): Promise<SandboxEntry> {
-  const header = { sandboxId, path, size: String(opts.size), mode: opts.mode ?? 0o644, createParents: opts.createParents ?? false, ...(opts.mtime ? { mtime: opts.mtime } : {}) };
-  const reply = await client.sandboxClientStream("UploadSandboxFile", withHeader({ header }, content));
-  return entryOf((reply as { entry?: SandboxPathEntryJson }).entry);
+  const header = encodeUploadHeader({ sandboxId, path, size: opts.size, mode: opts.mode ?? 0o644, createParents: opts.createParents ?? false, ...(opts.mtime ? { mtime: opts.mtime } : {}) });
+  const reply = await client.sandboxClientStreamEncoded("UploadSandboxFile", withHeader(header, content), protoFormat(decodeUploadReply));
+  return entryOf(reply.entry);
 }
 
 /** A tar stream of `paths` (relative to `dir`) in the sandbox. */
 export async function* archivePaths(client: Cleanroom, sandboxId: string, dir: string, paths: string[], maxBytes = 0): AsyncGenerator<Buffer> {
-  for await (const message of client.sandboxes.archiveSandboxPaths({ sandboxId, dir, paths, maxBytes: String(maxBytes) })) {
-    if (message.chunk) yield Buffer.from(message.chunk, "base64");
+  const request = encodeArchiveRequest({ sandboxId, dir, paths, maxBytes });
+  for await (const chunk of client.sandboxServerStreamEncoded("ArchiveSandboxPaths", request, protoFormat(decodeArchiveReply))) {
+    if (chunk.byteLength) yield chunk;
   }
 }
 
 /** Unpacks a tar stream into `dir` in the sandbox (made when missing). */
 export async function extractArchive(client: Cleanroom, sandboxId: string, dir: string, tar: AsyncIterable<Uint8Array>, maxBytes = 0): Promise<{ entries: number; bytes: number }> {
-  const reply = (await client.sandboxClientStream("ExtractSandboxArchive", withHeader({ header: { sandboxId, dir, maxBytes: String(maxBytes) } }, tar))) as { entries?: string; bytes?: string };
-  return { entries: Number(reply.entries ?? 0), bytes: Number(reply.bytes ?? 0) };
+  const header = encodeExtractHeader({ sandboxId, dir, maxBytes });
+  return client.sandboxClientStreamEncoded("ExtractSandboxArchive", withHeader(header, tar), protoFormat(decodeExtractReply));
 }
 
-/** The header message, then the bytes as `{chunk}` messages of about 1 MiB. */
-async function* withHeader(header: unknown, content: AsyncIterable<Uint8Array>): AsyncGenerator<unknown> {
+/** The header message, then the bytes as `{chunk}` messages of CHUNK_BYTES. */
+async function* withHeader(header: Buffer, content: AsyncIterable<Uint8Array>): AsyncGenerator<Buffer> {
   yield header;
-  let pending: Buffer[] = [];
-  let size = 0;
-  for await (const piece of content) {
-    pending.push(Buffer.from(piece));
-    size += piece.byteLength;
-    if (size >= UPLOAD_CHUNK_BYTES) {
-      yield { chunk: Buffer.concat(pending, size).toString("base64") };
-      pending = [];
-      size = 0;
-    }
-  }
-  if (size) yield { chunk: Buffer.concat(pending, size).toString("base64") };
+  yield* chunkRequests(content, CHUNK_BYTES);
 }

@@ -15,8 +15,12 @@ const DEFAULT_WALK_ENTRIES = 100_000;
 /** no single file or archive is larger than this unless the caller raises it */
 const DEFAULT_TRANSFER_LIMIT_BYTES = 64 * 1024 ** 3;
 const MAX_ARCHIVE_ENTRIES = 1_000_000;
-/** stream messages carry about this much: fewer, larger messages cost less than the agent's 64 KiB frames */
-const CHUNK_BYTES = 1024 * 1024;
+/**
+ * Download and archive messages carry exactly this much (the last one less): fewer, larger messages cost less than
+ * the agent's frames. Not 1 MiB: protobuf-es serializes into a buffer it doubles from 128 bytes, and a 1 MiB chunk
+ * with its tag and length would take a 2 MiB one. Allocated megabytes are what bring V8's next full GC closer.
+ */
+const CHUNK_BYTES = 1024 * 1024 - 16;
 
 type FileMethods = Pick<ServiceImpl<typeof SandboxService>,
   | "statSandboxPath" | "walkSandboxTree" | "readSandboxFile" | "writeSandboxFile" | "removeSandboxPath"
@@ -110,25 +114,29 @@ function chunksOf(rest: AsyncIterator<{ part: { case: string | undefined; value?
     for (let next = await rest.next(); !next.done; next = await rest.next()) {
       const part = next.value.part;
       if (part.case !== "chunk") throw new CleanroomError("invalid_argument", "only byte chunks may follow the header");
-      yield Buffer.from(part.value as Uint8Array);
+      const chunk = part.value as Uint8Array; // a view of the request bytes: taken as it is, never copied
+      yield Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
     }
   })());
 }
 
-/** Re-chunks a byte stream into messages of about CHUNK_BYTES. */
+/** Re-chunks a byte stream into messages of exactly CHUNK_BYTES (the last one shorter), each piece copied once. */
 async function* coalesce(source: Readable): AsyncGenerator<Uint8Array> {
-  let pending: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of source) {
-    pending.push(chunk as Buffer);
-    size += (chunk as Buffer).byteLength;
-    if (size >= CHUNK_BYTES) {
-      yield Buffer.concat(pending, size);
-      pending = [];
-      size = 0;
+  let message: Buffer | undefined;
+  let filled = 0;
+  for await (const piece of source as AsyncIterable<Buffer>) {
+    for (let offset = 0; offset < piece.length;) {
+      message ??= Buffer.allocUnsafe(CHUNK_BYTES);
+      const taken = piece.copy(message, filled, offset, Math.min(piece.length, offset + CHUNK_BYTES - filled));
+      filled += taken;
+      offset += taken;
+      if (filled < CHUNK_BYTES) continue;
+      yield message;
+      message = undefined;
+      filled = 0;
     }
   }
-  if (size) yield Buffer.concat(pending, size);
+  if (message && filled) yield message.subarray(0, filled);
 }
 
 function limitOf(maxBytes: bigint): number {

@@ -1,8 +1,9 @@
 // File operations on real sandboxes: `cleanroom cp` both ways with mode and mtime, directories as tar streams,
-// limits, and sandbox symlinks that try to make the copy read or write outside the sandbox or the target.
+// limits, sandbox symlinks that try to make the copy read or write outside the sandbox or the target, and a
+// 1 GiB file that streams through the daemon without the daemon holding it.
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
+import { createReadStream, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { before, test } from "node:test";
@@ -96,3 +97,36 @@ test("--max-bytes refuses a larger file, and a missing path is not_found", async
   const missing = await daemon.cli(["cp", `${id}:/nope`, join(local, "nope")]);
   assert.match(missing.stderr, /not_found/);
 });
+
+test("a 1 GiB file is copied out intact while the daemon's memory stays bounded", async (t) => {
+  const back = join(local, "huge.bin");
+  try {
+    const made = await sh(`head -c ${1024 ** 3} /dev/urandom > /tmp/huge.bin && sha256sum < /tmp/huge.bin`);
+    assert.equal(made.code, 0, made.stderr);
+    const pid = daemon.process.pid!;
+    const before = daemonMemoryKiB(pid, "VmRSS");
+    // "5" resets the peak RSS (VmHWM) to the current RSS, so VmHWM afterwards is the copy's own peak
+    writeFileSync(`/proc/${pid}/clear_refs`, "5");
+    const out = await daemon.cli(["cp", `${id}:/tmp/huge.bin`, back], { timeoutMs: 300_000 });
+    const growthMiB = (daemonMemoryKiB(pid, "VmHWM") - before) / 1024;
+    assert.equal(out.code, 0, out.stderr);
+    t.diagnostic(`daemon peak RSS growth during the copy: ${growthMiB.toFixed(0)} MiB (from ${(before / 1024).toFixed(0)} MiB)`);
+    assert.equal(`${await sha256OfFile(back)}  -\n`, made.stdout);
+    assert.ok(growthMiB < 200, `the daemon's RSS grew by ${growthMiB.toFixed(0)} MiB while it streamed 1 GiB`);
+  } finally {
+    rmSync(back, { force: true });
+    await sh("rm -f /tmp/huge.bin");
+  }
+});
+
+function daemonMemoryKiB(pid: number, field: "VmRSS" | "VmHWM"): number {
+  const match = new RegExp(`^${field}:\\s+(\\d+) kB$`, "m").exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  assert.ok(match, `no ${field} in /proc/${pid}/status`);
+  return Number(match[1]);
+}
+
+async function sha256OfFile(path: string): Promise<string> {
+  const hash = createHash("sha256");
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest("hex");
+}

@@ -37,7 +37,9 @@ async function copyIn(client: Cleanroom, local: string, id: string, target: stri
   if (info.isFile()) {
     if (maxBytes && info.size > maxBytes) throw new CleanroomError("resource_exhausted", `${local} is ${info.size} bytes, more than --max-bytes ${maxBytes}`);
     const path = into ? posix.join(target, basename(local)) : target;
-    await uploadFile(client, id, path, createReadStream(local), { size: info.size, mode: info.mode & 0o7777, mtime: info.mtime.toISOString() });
+    // reads of the upload's message size: a sixteenth of the reads (and thread-pool round trips) of the 64 KiB default
+    const content = createReadStream(local, { highWaterMark: 1024 * 1024 });
+    await uploadFile(client, id, path, content, { size: info.size, mode: info.mode & 0o7777, mtime: info.mtime.toISOString() });
     return;
   }
   if (!info.isDirectory()) throw new CleanroomError("invalid_argument", `${local} is neither a file nor a directory`);
