@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { randomBytes } from "node:crypto";
 import { CleanroomError } from "../errors/index.ts";
+import { git } from "./local-checkout.ts";
 import type { TreeChange } from "./tree-changes.ts";
 
 /** a symlink's target longer than this is not one Git would have made */
@@ -60,7 +61,7 @@ export async function applyChanges(root: string, changes: readonly TreeChange[])
     const temp = join(parent, `.cleanroom-${randomBytes(6).toString("hex")}`);
     try {
       if (change.after.kind === "symlink") {
-        const linkTarget = (await readBlob(root, change.after.oid, MAX_SYMLINK_TARGET_BYTES)).toString("utf8");
+        const linkTarget = await symlinkTarget(root, change.after.oid);
         if (linkTarget.includes("\0")) throw new CleanroomError("invalid_argument", `${change.path}: the symlink target has a NUL byte`);
         await symlink(linkTarget, temp);
       } else {
@@ -110,21 +111,11 @@ async function pipeBlob(root: string, oid: string, file: string): Promise<void> 
   await Promise.all([pipeline(child.stdout, createWriteStream(file, { flags: "wx", mode: 0o600 })), exited]);
 }
 
-async function readBlob(root: string, oid: string, maxBytes: number): Promise<Buffer> {
-  const child = spawn("git", ["-C", root, "cat-file", "blob", oid], { stdio: ["ignore", "pipe", "pipe"] });
-  const exited = exitOf(child, `git cat-file blob ${oid}`);
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of child.stdout) {
-    size += (chunk as Buffer).byteLength;
-    if (size > maxBytes) {
-      child.kill();
-      throw new CleanroomError("invalid_argument", `blob ${oid} is larger than ${maxBytes} bytes`);
-    }
-    chunks.push(chunk as Buffer);
-  }
-  await exited;
-  return Buffer.concat(chunks);
+/** A symlink's target as Git stores it (the blob's content), refused when longer than any Git would have made. */
+async function symlinkTarget(root: string, oid: string): Promise<string> {
+  const size = Number(await git(root, ["cat-file", "-s", oid]));
+  if (!(size <= MAX_SYMLINK_TARGET_BYTES)) throw new CleanroomError("invalid_argument", `blob ${oid} is larger than ${MAX_SYMLINK_TARGET_BYTES} bytes`);
+  return git(root, ["cat-file", "blob", oid]);
 }
 
 function exitOf(child: ReturnType<typeof spawn>, what: string): Promise<void> {

@@ -67,7 +67,11 @@ export async function createBundle(root: string, file: string, ref: string, excl
   return (await stat(file)).size;
 }
 
-/** Fetches `ref` of a bundle that came out of a sandbox into `into`, checking every object as it arrives. */
+/**
+ * Fetches `ref` of a bundle that came out of a sandbox into `into`. fetch checks the bundle is connected; the
+ * fsck settings make newer git check each object too, but git 2.39 (Debian 12) does not fsck bundles, so what
+ * protects the checkout is `checkoutPathProblem` on every path, not this.
+ */
 export async function fetchBundle(root: string, file: string, ref: string, into: string): Promise<string> {
   await git(root, [
     "-c", "transfer.fsckObjects=true", "-c", "fetch.fsckObjects=true",

@@ -3,7 +3,7 @@
  * Copy-in: the working tree (tracked and unignored files) becomes a snapshot commit on top of local HEAD; one
  * bounded bundle carries it and every local commit the sandbox lacks; the sandbox's index and working tree become
  * the snapshot and its HEAD the local HEAD. Copy-out: the sandbox snapshots its own working tree into a bundle,
- * which is fetched here (every object checked) and diffed against the last state both sides agreed on (the
+ * which is fetched here (its paths checked one by one) and diffed against the last state both sides agreed on (the
  * binding's base); changes the developer did not also make are applied, conflicts refused unless forced.
  */
 import { mkdtemp, rm } from "node:fs/promises";
