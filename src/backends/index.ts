@@ -16,6 +16,7 @@ export type {
   LinuxBackendOptions,
   ProbeCheck,
   SandboxResources,
+  WriteScan,
 } from "./types.ts";
 export { createLinuxBackend, linuxCapabilities } from "./linux/backend.ts";
 export { probeHost } from "./host-probe.ts";

@@ -50,6 +50,13 @@ export interface BackendProbe {
   capabilities: CapabilityMap;
 }
 
+/** A sandbox's own writes since launch: guest path → a signature that changes whenever the entry does. */
+export interface WriteScan {
+  entries: Map<string, string>;
+  /** the scan stopped at its entry limit: what it did not see cannot be vouched for */
+  truncated: boolean;
+}
+
 export interface Backend {
   readonly name: BackendName;
   capabilities(): CapabilityMap;
@@ -60,6 +67,8 @@ export interface Backend {
   agentSocketPath(sandboxId: string): string;
   /** Idempotent; safe on partial state and after a daemon crash (derives everything from disk and runc). */
   destroy(sandboxId: string): Promise<void>;
+  /** Lists what the sandbox has written since launch, with the sandbox frozen while it is read. */
+  scanWrites(sandboxId: string, maxEntries: number): Promise<WriteScan>;
   /** Ids that still hold any host resource (runc container, overlay mount, state dir): reconcile's orphan list. */
   listSandboxIds(): Promise<string[]>;
 }

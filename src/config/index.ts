@@ -6,6 +6,7 @@ import type { RuntimeConfig } from "./runtime-config.ts";
 export { hostPaths, defaultSocketPath, packageRoot, runtimeConfigPath, type HostPaths } from "./paths.ts";
 export { sandboxIdRange, toHostId, type IdRange } from "./id-range.ts";
 export { MAX_YAML_BYTES } from "./limits.ts";
+export { parseSize } from "./size.ts";
 export type { RuntimeConfig };
 
 /** Reads and validates the runtime config; a missing file is `{}`, a broken one a CleanroomError with file:line:column. */

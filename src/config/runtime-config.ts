@@ -3,6 +3,7 @@ import { dirname, resolve } from "node:path";
 import { z } from "zod";
 import { CleanroomError } from "../errors/index.ts";
 import { runtimeConfigPath } from "./paths.ts";
+import { parseSize } from "./size.ts";
 import { parseYamlDocument } from "./yaml-document.ts";
 
 const backendName = z.enum(["linux", "gvisor", "qemu"]);
@@ -12,6 +13,15 @@ const backendSettings = z.strictObject({
   memory_mib: z.number().int().min(64).max(1024 * 1024).optional(),
   pids_limit: z.number().int().min(16).max(1_000_000).optional(),
   launch_seconds: z.number().int().min(1).max(3600).optional(),
+  /** the least a dependency or service block may publish: bytes, or a size like 16GiB */
+  minimum_cache_output_volume_bytes: z.union([z.number().int().min(0), z.string()]).transform((value, ctx) => {
+    const bytes = typeof value === "number" ? value : parseSize(value);
+    if (bytes === undefined) {
+      ctx.addIssue({ code: "custom", message: `${JSON.stringify(value)} is not a size; write bytes or e.g. 16GiB` });
+      return z.NEVER;
+    }
+    return bytes;
+  }).optional(),
 });
 
 const upstreamHost = z

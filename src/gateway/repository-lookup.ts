@@ -96,6 +96,26 @@ export class RepositoryLookup {
     return Buffer.from(await this.#git(upstream, ["cat-file", "blob", object]), "utf8");
   }
 
+  /**
+   * Every file, symlink and submodule of the tree at `commit` (resolved before), for cache keys of declared inputs.
+   * Refuses a listing above `maxBytes` rather than keying on part of a tree.
+   */
+  async listTree(remoteUrl: string, commit: string, maxBytes: number): Promise<{ path: string; mode: string; oid: string }[]> {
+    const upstream = parseRepositoryUrl(remoteUrl);
+    if (!FULL_SHA.test(commit)) throw invalid(`${commit} is not a full commit sha`);
+    const out = await this.#git(upstream, ["ls-tree", "-r", "-z", "--full-tree", commit], maxBytes + 1);
+    // the runner truncates quietly: a key made from part of a tree would match trees that differ
+    if (Buffer.byteLength(out) > maxBytes) {
+      throw new CleanroomError("resource_exhausted", `the tree of ${upstream.url.href} at ${commit.slice(0, 12)} lists more than ${maxBytes} bytes of paths; too large to key caches on`);
+    }
+    const entries: { path: string; mode: string; oid: string }[] = [];
+    for (const record of out.split("\0")) {
+      const match = /^(\d{6}) (blob|commit) ([0-9a-f]{40,64})\t(.+)$/s.exec(record);
+      if (match) entries.push({ mode: match[1]!, oid: match[3]!, path: match[4]! });
+    }
+    return entries;
+  }
+
   async #commitOf(upstream: MirrorUpstream, rev: string, asked: string): Promise<string> {
     const out = await this.#git(upstream, ["rev-parse", "--verify", "--quiet", "--end-of-options", `${rev}^{commit}`]).catch(() => "");
     const commit = out.trim();
@@ -107,10 +127,10 @@ export class RepositoryLookup {
     return this.#git(upstream, ["show-ref", "--verify", "--quiet", ref]).then(() => true, () => false);
   }
 
-  async #git(upstream: MirrorUpstream, args: string[]): Promise<string> {
+  async #git(upstream: MirrorUpstream, args: string[], maxOutputBytes = 2 * 1024 * 1024): Promise<string> {
     const dir = join(this.#mirrors.projectRoot, this.#mirrors.mirrorName(upstream.url));
     try {
-      const { stdout } = await runCommand("git", ["--git-dir", dir, ...args], { env: isolatedGitEnv(this.#mirrors.home), timeoutMs: GIT_TIMEOUT_MS, maxOutputBytes: 2 * 1024 * 1024 });
+      const { stdout } = await runCommand("git", ["--git-dir", dir, ...args], { env: isolatedGitEnv(this.#mirrors.home), timeoutMs: GIT_TIMEOUT_MS, maxOutputBytes });
       return stdout;
     } catch (err) {
       if (err instanceof CommandError) throw err;

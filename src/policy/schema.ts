@@ -1,19 +1,19 @@
 import { z } from "zod";
+import { parseSize } from "../config/index.ts";
 import { hostProblem, parseShorthand, portProblem, type AllowRule } from "./allow-entry.ts";
 
-const SIZE_UNITS: Record<string, number> = { B: 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3, TiB: 1024 ** 4 };
 const BLOCK_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 const DIGEST_PINNED = /@sha256:[0-9a-f]{64}$/;
 const GLOB = /[*?[\]{}]/;
 
 /** `8GiB`-style sizes (B, KiB, MiB, GiB, TiB) as bytes. */
 const size = z.unknown().transform((value, ctx) => {
-  const match = typeof value === "string" ? /^(\d+)\s*(B|KiB|MiB|GiB|TiB)$/.exec(value.trim()) : null;
-  if (!match) {
+  const bytes = parseSize(value);
+  if (bytes === undefined) {
     ctx.addIssue({ code: "custom", message: `${JSON.stringify(value)} is not a size; write it with a unit, e.g. 512MiB or 8GiB` });
     return z.NEVER;
   }
-  return Number(match[1]) * SIZE_UNITS[match[2]!]!;
+  return bytes;
 });
 
 /** One allowlist entry: `host:port` shorthand or `{host, ports}`. One precise message per mistake. */

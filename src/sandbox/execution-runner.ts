@@ -21,6 +21,8 @@ export interface ExecutionInput {
   tty?: { rows: number; cols: number };
   attachStdin?: boolean;
   timeoutSeconds?: number;
+  /** leave out the policy's sandbox.run.before (the daemon's own commands, or a caller who asks) */
+  skipRunBefore?: boolean;
 }
 
 export type ExecutionStreamItem = { output: OutputChunk } | { exit: ExecutionRecord; networkWarnings: string[] };
@@ -30,6 +32,13 @@ const MAX_NETWORK_WARNINGS = 20;
 
 const MAX_COMMAND_ARGS = 4096;
 const MAX_COMMAND_BYTES = 256 * 1024;
+/**
+ * `sandbox.run.before` ahead of the command, in the same process tree: services it starts in the background stay
+ * up for the command, and when it fails the command does not run and its exit status is the execution's.
+ */
+const RUN_BEFORE_WRAPPER = String.raw`before=$1; shift
+/bin/sh -lc "$before" || { status=$?; echo "cleanroom: sandbox.run.before failed with exit status $status" >&2; exit $status; }
+exec "$@"`;
 /** how long abandoning a sandbox waits for its killed executions to settle */
 const ABANDON_WAIT_MS = 2000;
 
@@ -61,7 +70,7 @@ export class ExecutionRunner {
   }
 
   /** Starts `input` with the image's env, working dir and user as defaults the request may override. */
-  async start(input: ExecutionInput, image: ImageDefaults = { env: [], workingDir: "", user: "" }): Promise<ExecutionRecord> {
+  async start(input: ExecutionInput, image: ImageDefaults = { env: [], workingDir: "", user: "" }, runBefore?: string): Promise<ExecutionRecord> {
     validateCommand(input);
     const command = input.shell ? ["/bin/sh", "-lc", input.command[0]!] : input.command;
     const cwd = input.cwd || image.workingDir;
@@ -91,7 +100,7 @@ export class ExecutionRunner {
       log = await OutputLogWriter.create(join(dir, "output.log"));
       const agent = await this.#agentFor(input.sandboxId);
       const process = agent.exec({
-        argv: command,
+        argv: runBefore && !input.skipRunBefore ? ["/bin/sh", "-c", RUN_BEFORE_WRAPPER, "sh", runBefore, ...command] : command,
         env: mergeEnv(image.env, input.env ?? []),
         ...(cwd ? { cwd } : {}),
         ...(user ? { user } : {}),

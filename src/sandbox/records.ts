@@ -33,6 +33,8 @@ export interface SandboxRecord {
   pooled?: boolean;
   /** the repository checked out at `path` before the sandbox became READY */
   repository?: RepositoryRecord;
+  /** block cache entries whose layers this sandbox's rootfs stacks on the image (they must outlive it) */
+  cacheEntries?: string[];
 }
 
 /** A sandbox's repository: where it came from (an exact commit) and where it lives in the sandbox. */

@@ -4,8 +4,10 @@
  * own git fetches the repository through the gateway's mirror under the `repository` stage and checks it out.
  */
 import type { AgentClient } from "../agent-protocol/index.ts";
+import type { TreeEntry } from "../cache/index.ts";
 import { CleanroomError } from "../errors/index.ts";
 import { compilePolicyText, POLICY_FILES, type AllowRule, type CompiledPolicy } from "../policy/index.ts";
+import { failureSummary, runGuestCommand } from "./guest-command.ts";
 import type { RepositoryRecord } from "./records.ts";
 
 /** What a creator asks for. */
@@ -22,11 +24,12 @@ export interface RepositoryCheckoutInput {
 export interface RepositorySource {
   resolve(remoteUrl: string, ref: string): Promise<{ remoteUrl: string; commit: string; branch?: string }>;
   readFile(remoteUrl: string, commit: string, path: string, maxBytes: number): Promise<Buffer | undefined>;
+  /** every file, symlink and submodule at the commit, for cache keys of declared inputs */
+  listTree(remoteUrl: string, commit: string, maxBytes: number): Promise<TreeEntry[]>;
 }
 
 const MAX_POLICY_BYTES = 1024 * 1024;
 const BOOTSTRAP_TIMEOUT_MS = 15 * 60_000;
-const MAX_BOOTSTRAP_STDERR_BYTES = 16 * 1024;
 
 /**
  * Resolves the checkout and settles the policy: the creator's (verified already) or the one in the commit.
@@ -89,7 +92,7 @@ command -v git >/dev/null 2>&1 || { echo "the sandbox image has no git; reposito
 dir=$CLEANROOM_REPO_PATH remote=$CLEANROOM_REPO_REMOTE commit=$CLEANROOM_REPO_COMMIT branch=$CLEANROOM_REPO_BRANCH
 mkdir -p "$dir"
 cd "$dir"
-if [ ! -d .git ] && [ -n "$(ls -A)" ]; then echo "$dir already holds files in the image; choose another repository.path" >&2; exit 1; fi
+if [ ! -d .git ] && [ -z "$CLEANROOM_REPO_RESTORED" ] && [ -n "$(ls -A)" ]; then echo "$dir already holds files in the image; choose another repository.path" >&2; exit 1; fi
 git -c init.defaultBranch=cleanroom-unborn init -q
 git remote add "$remote" "$CLEANROOM_REPO_URL" 2>/dev/null || git remote set-url "$remote" "$CLEANROOM_REPO_URL"
 git fetch -q --no-tags "$remote" "+refs/heads/*:refs/remotes/$remote/*" "+refs/tags/*:refs/tags/*"
@@ -102,22 +105,31 @@ if [ -n "$branch" ]; then
   else
     git update-ref "$tracking" "$commit"
   fi
-  git checkout -q -B "$branch" "$commit"
+  git checkout -q -f -B "$branch" "$commit"
   git branch -q --set-upstream-to="$remote/$branch" "$branch"
 else
-  git checkout -q --detach "$commit"
+  git checkout -q -f --detach "$commit"
 fi
 if git rev-parse -q --verify "refs/remotes/$remote/HEAD" >/dev/null; then :; else git remote set-head "$remote" -a >/dev/null 2>&1 || true; fi
 if [ "$CLEANROOM_REPO_SUBMODULES" = 1 ]; then git submodule -q update --init --recursive; fi
-if [ -n "$CLEANROOM_REPO_OWNER" ]; then chown -R "$CLEANROOM_REPO_OWNER" "$dir"; fi
+if [ -n "$CLEANROOM_REPO_OWNER" ]; then
+  # restored outputs keep the owner they were published with: a chown would copy every one of their files up
+  set -f; IFS='
+'
+  set --
+  for p in $CLEANROOM_REPO_RESTORED; do set -- "$@" -path "$p" -prune -o; done
+  unset IFS; set +f
+  find "$dir" "$@" -exec chown -h "$CLEANROOM_REPO_OWNER" {} +
+fi
 `;
 
 /**
  * Checks the repository out in the sandbox with the sandbox's own git, through the gateway (`gatewayEnv` points
  * git at it for the hosts the repository stage allows). Fails with git's own words when it cannot.
+ * `restored`: block outputs already in place (cache hits) that the checkout must leave as they are.
  */
-export async function bootstrapRepository(agent: AgentClient, repository: RepositoryRecord, gatewayEnv: string[], owner: string): Promise<void> {
-  const process = agent.exec({
+export async function bootstrapRepository(agent: AgentClient, repository: RepositoryRecord, gatewayEnv: string[], owner: string, restored: string[] = []): Promise<void> {
+  const result = await runGuestCommand(agent, {
     shell: BOOTSTRAP_SCRIPT,
     env: [
       ...gatewayEnv,
@@ -129,25 +141,9 @@ export async function bootstrapRepository(agent: AgentClient, repository: Reposi
       `CLEANROOM_REPO_BRANCH=${repository.branch ?? ""}`,
       `CLEANROOM_REPO_SUBMODULES=${repository.submodules ? 1 : 0}`,
       `CLEANROOM_REPO_OWNER=${owner === "root" || owner === "0" || owner === "0:0" ? "" : owner}`,
+      `CLEANROOM_REPO_RESTORED=${restored.join("\n")}`,
     ],
-  });
-  process.stdout.resume();
-  let stderr = "";
-  process.stderr.on("data", (chunk: Buffer) => {
-    if (stderr.length < MAX_BOOTSTRAP_STDERR_BYTES) stderr += chunk.toString("utf8");
-  });
-  const timer = setTimeout(() => process.signal("SIGKILL"), BOOTSTRAP_TIMEOUT_MS);
-  try {
-    const exit = await process.exit;
-    if (exit.exitCode === 0) return;
-    const why = printable(stderr).trim().split("\n").slice(-6).join("; ") || `exit status ${exit.exitCode}`;
-    throw new CleanroomError("runtime_launch_failed", `repository bootstrap of ${repository.remoteUrl} at ${repository.commit.slice(0, 12)} failed: ${why}`);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** Sandbox output in an error message: printable characters only, bounded. */
-function printable(text: string): string {
-  return text.slice(0, MAX_BOOTSTRAP_STDERR_BYTES).replace(/[^\x20-\x7e\n]/g, "?");
+  }, { timeoutMs: BOOTSTRAP_TIMEOUT_MS });
+  if (result.exitCode === 0) return;
+  throw new CleanroomError("runtime_launch_failed", `repository bootstrap of ${repository.remoteUrl} at ${repository.commit.slice(0, 12)} failed: ${failureSummary(result)}`);
 }

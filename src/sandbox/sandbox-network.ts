@@ -51,6 +51,11 @@ export class SandboxNetworks {
     await this.#manager?.activateStage(record.id, runningStageOf(record));
   }
 
+  /** Switches the sandbox's egress to a creation stage (dependencies, services) while its blocks run. */
+  async enterStage(record: SandboxRecord, stage: string): Promise<void> {
+    await this.#manager?.activateStage(record.id, record.policy ? stage : null);
+  }
+
   /** A running sandbox after a daemon restart: its rules and DNS listener come back. */
   async restore(record: SandboxRecord): Promise<void> {
     await this.#manager?.restore(networkSpecOf(record));

@@ -2,6 +2,8 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { connectAgent, SandboxFiles, type AgentClient } from "../agent-protocol/index.ts";
 import type { Backend, BackendName } from "../backends/index.ts";
+import type { BlockCache } from "../cache/index.ts";
+import type { IdRange } from "../config/index.ts";
 import { CleanroomError, isCleanroomError, messageOf } from "../errors/index.ts";
 import { DEFAULT_BASE_IMAGE_REF, type ImageProgress, type ImageStore } from "../image/index.ts";
 import type { GatewayAuditEvent, GatewayCaller } from "../gateway/index.ts";
@@ -10,6 +12,7 @@ import type { Logger } from "../observability/index.ts";
 import { requiredCapabilities, type CompiledPolicy } from "../policy/index.ts";
 import { SandboxEventLog } from "./event-log.ts";
 import { ExecutionRunner, mergeEnv, type ExecutionInput, type ExecutionStreamItem } from "./execution-runner.ts";
+import { EnvironmentBlocks, blocksOf, type BlockProgress, type BlockStep } from "./environment-blocks.ts";
 import { newSandboxId, SANDBOX_ID_PATTERN } from "./ids.ts";
 import { LIVE_SANDBOX_STATUSES, type ExecutionRecord, type RepositoryRecord, type SandboxEventRecord, type SandboxRecord, type SandboxResources, type SandboxStatus } from "./records.ts";
 import { bootstrapRepository, prepareCheckout, type RepositoryCheckoutInput, type RepositorySource } from "./repository-checkout.ts";
@@ -34,6 +37,12 @@ export interface SupervisorOptions {
   gateway?: GatewayAccess;
   /** resolves repository checkouts and reads policy files at a commit (the gateway's Git mirrors) */
   repositories?: RepositorySource;
+  /** where dependency and service block outputs are published; without it blocks always run */
+  blockCache?: BlockCache;
+  /** the sandbox id range layers are unpacked for (block outputs too) */
+  idRange: IdRange;
+  /** `minimum_cache_output_volume_bytes`: the least one block may publish */
+  minimumOutputBytes: number;
   logger: Logger;
 }
 
@@ -52,7 +61,8 @@ export interface CreateSandboxInput {
 
 export type CreateProgress =
   | { phase: "resolve_image" | "provision" | "ready" | "resolve_repository" | "bootstrap_repository"; message: string }
-  | { phase: "pull_image"; progress: ImageProgress };
+  | { phase: "pull_image"; progress: ImageProgress }
+  | BlockProgress;
 
 /** pause between handing out a spare and launching its replacement */
 const REFILL_DELAY_MS = 250;
@@ -73,6 +83,7 @@ export class SandboxSupervisor {
   readonly #pool: WarmPool;
   readonly #networks: SandboxNetworks;
   readonly #gateway: SandboxGateway;
+  readonly #blocks: EnvironmentBlocks | undefined;
 
   private constructor(opts: SupervisorOptions, store: StateStore) {
     this.#opts = opts;
@@ -81,6 +92,9 @@ export class SandboxSupervisor {
     this.#events = new SandboxEventLog(store);
     this.#networks = new SandboxNetworks(opts.network, this.#events);
     this.#gateway = new SandboxGateway(opts.gateway, this.#networks, (id) => this.#store.getSandbox(id), this.#events);
+    this.#blocks = opts.blockCache && opts.repositories
+      ? new EnvironmentBlocks({ cache: opts.blockCache, repositories: opts.repositories, idRange: opts.idRange, minimumOutputBytes: opts.minimumOutputBytes, events: this.#events, logger: opts.logger })
+      : undefined;
     this.#pool = new WarmPool({ size: opts.warmPoolSize, launch: () => this.#launchNew({}, undefined, true), logger: opts.logger });
     this.#runner = new ExecutionRunner({
       store,
@@ -167,7 +181,8 @@ export class SandboxSupervisor {
       const image = await this.#resolveImage(imageRef, onProgress);
       record.imageDigest = image.digest;
       record.imageDefaults = { env: image.config.env, workingDir: image.config.workingDir, user: image.config.user };
-      const lowerDirs = await this.#opts.images.layerDirs(image);
+      const blocks = await this.#planBlocks(record, onProgress);
+      const lowerDirs = [...(await this.#opts.images.layerDirs(image)), ...(this.#blocks?.restoredLayers(blocks) ?? [])];
       onProgress({ phase: "provision", message: `starting ${backend.name} sandbox` });
       const network = await this.#networks.setUp(record);
       const launched = await backend.launch({
@@ -182,7 +197,11 @@ export class SandboxSupervisor {
       const agent = connectAgent(launched.agentSocketPath, { timeoutMs: launchMs });
       this.#agents.set(record.id, agent);
       await agent;
-      if (repository) await this.#checkOut(record, repository, await agent, image.config.user, onProgress);
+      if (repository) {
+        await this.#checkOut(record, repository, await agent, image.config.user, blocks, onProgress);
+        await this.#runBlocks(record, blocks, await agent, backend, onProgress);
+        await this.#networks.enterRunningStage(record);
+      }
       this.#setStatus(record, "READY", "");
       log.info({ image_digest: image.digest, duration_ms: Math.round(performance.now() - startedAt) }, "sandbox ready");
       onProgress({ phase: "ready", message: "ready" });
@@ -198,12 +217,42 @@ export class SandboxSupervisor {
     }
   }
 
-  /** The repository stage: the sandbox's git fetches through the gateway; then egress switches to the running stage. */
-  async #checkOut(record: SandboxRecord, repository: RepositoryRecord, agent: AgentClient, imageUser: string, onProgress: (p: CreateProgress) => void): Promise<void> {
+  /** Keys the policy's blocks and finds the cached ones (before launch: their outputs are mounted as layers). */
+  async #planBlocks(record: SandboxRecord, onProgress: (p: CreateProgress) => void): Promise<BlockStep[]> {
+    const policy = record.policy;
+    if (!policy || !blocksOf(policy).length) return [];
+    const repository = record.repository;
+    if (!repository) throw new CleanroomError("failed_precondition", "dependency and service blocks need the repository checked out (they are keyed on its files); create the sandbox from a checkout or with --repo-url");
+    if (!this.#blocks) throw new CleanroomError("failed_precondition", "this daemon has no block cache and no repository mirror, so it cannot run dependency and service blocks");
+    const steps = await this.#blocks.plan({ ...record, policy, repository }, onProgress);
+    record.cacheEntries = steps.flatMap((s) => (s.hit ? [s.hit.id] : []));
+    this.#store.putSandbox(record);
+    if (record.cacheEntries.length) onProgress({ phase: "restore_cache", message: `restoring the outputs of ${record.cacheEntries.length} block(s) as layers` });
+    return steps;
+  }
+
+  /** The blocks that missed run after the checkout, each under its own egress stage. */
+  async #runBlocks(record: SandboxRecord, steps: BlockStep[], agent: AgentClient, backend: Backend, onProgress: (p: CreateProgress) => void): Promise<void> {
+    const { policy, repository } = record;
+    if (!this.#blocks || !policy || !repository || steps.every((s) => s.hit)) return;
+    const defaults = record.imageDefaults ?? { env: [], workingDir: "", user: "" };
+    await this.#blocks.runMisses(steps, {
+      record: { ...record, policy, repository },
+      agent,
+      backend,
+      activateStage: (stage) => this.#networks.enterStage(record, stage),
+      env: mergeEnv(defaults.env, this.#gateway.environmentFor(record)),
+      user: defaults.user,
+      report: onProgress,
+    });
+  }
+
+  /** The repository stage: the sandbox's git fetches through the gateway. */
+  async #checkOut(record: SandboxRecord, repository: RepositoryRecord, agent: AgentClient, imageUser: string, blocks: BlockStep[], onProgress: (p: CreateProgress) => void): Promise<void> {
     onProgress({ phase: "bootstrap_repository", message: `checking out ${repository.remoteUrl} at ${repository.commit.slice(0, 12)} in ${repository.path}` });
     const startedAt = performance.now();
-    await bootstrapRepository(agent, repository, this.#gateway.environmentFor(record), imageUser || "root");
-    await this.#networks.enterRunningStage(record);
+    const restored = blocks.flatMap((s) => s.hit?.paths ?? []);
+    await bootstrapRepository(agent, repository, this.#gateway.environmentFor(record), imageUser || "root", restored);
     this.#events.record(record.id, "repository_checked_out", `checked out ${repository.remoteUrl} at ${repository.commit}`, {
       attributes: { remote_url: repository.remoteUrl, commit: repository.commit, branch: repository.branch ?? "", path: repository.path, duration_ms: String(Math.round(performance.now() - startedAt)) },
     });
@@ -245,7 +294,9 @@ export class SandboxSupervisor {
       throw new CleanroomError("failed_precondition", `sandbox ${sandbox.id} is ${sandbox.status}, not READY`);
     }
     const defaults = sandbox.imageDefaults ?? { env: [], workingDir: "", user: "" };
-    return this.#runner.start(input, { ...defaults, env: mergeEnv(defaults.env, this.#gateway.environmentFor(sandbox)) });
+    // a repository sandbox's commands run in the checkout, as they would in the developer's clone
+    const workingDir = sandbox.repository?.path || defaults.workingDir;
+    return this.#runner.start(input, { ...defaults, workingDir, env: mergeEnv(defaults.env, this.#gateway.environmentFor(sandbox)) }, sandbox.policy?.run.before);
   }
 
   /** The files of a READY sandbox, resolved by its agent inside the sandbox's own mount namespace. */
@@ -440,7 +491,7 @@ export class SandboxSupervisor {
   }
 }
 
-/** Fails closed when the policy needs enforcement the backend lacks, or daemon features this build does not run yet. */
+/** Fails closed when the policy needs enforcement the backend lacks. */
 function checkPolicySupported(policy: CompiledPolicy, backend: Backend, enforcesAllowlists: boolean): void {
   // allowlists are enforced by network/ around whatever the backend runs, when the daemon has a network manager
   const capabilities: Record<string, boolean> = { ...backend.capabilities(), "network.allowlist_egress": enforcesAllowlists };
@@ -448,12 +499,6 @@ function checkPolicySupported(policy: CompiledPolicy, backend: Backend, enforces
   if (missing.length) {
     throw new CleanroomError("backend_capability_mismatch", `the ${backend.name} backend cannot enforce what this policy needs: ${missing.join(", ")}; see \`cleanroom doctor\``, { missing });
   }
-  const unsupported = [
-    ...(policy.dependencies.blocks.length ? ["sandbox.dependencies"] : []),
-    ...(policy.services.blocks.length ? ["sandbox.services"] : []),
-    ...(policy.run.before ? ["sandbox.run.before"] : []),
-  ];
-  if (unsupported.length) throw new CleanroomError("failed_precondition", `this daemon does not run ${unsupported.join(", ")} yet; remove them from the policy to create the sandbox`);
 }
 
 /** The policy's `sandbox.resources` in the daemon's units. */

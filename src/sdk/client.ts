@@ -2,6 +2,7 @@ import type {
   ExecutionExitJson, ExecutionJson, ExecutionService, HostService, ImageService, SandboxJson, SandboxService,
 } from "../api/index.ts";
 import { defaultSocketPath } from "../config/index.ts";
+import { CleanroomError } from "../errors/index.ts";
 import { JsonTransport, parseEndpoint, type CallOptions, type JsonClient, type StreamFormat } from "./connect-json.ts";
 
 export interface CleanroomOptions {
@@ -31,6 +32,17 @@ export interface CreateSandboxOptions {
   dangerouslyAllowAll?: boolean;
   labels?: Record<string, string>;
   resources?: { vcpus?: number; memoryMiB?: number; pidsLimit?: number };
+  /** called as the daemon works through the creation (image, checkout, each block's cache lookup and run) */
+  onProgress?: (progress: CreateProgressEvent) => void;
+}
+
+/** One step of a sandbox's creation, as CreateSandboxStream reports it. */
+export interface CreateProgressEvent {
+  /** the phase without its prefix: RESOLVE_IMAGE, PULL_IMAGE, PROVISION, BOOTSTRAP_REPOSITORY, LOOKUP_CACHE, … */
+  phase: string;
+  message: string;
+  /** a dependency or service block's cache outcome */
+  block?: { stage: string; name: string; key: string; result: string; reason: string; durationMs: number; outputs: string[] };
 }
 
 export interface StartOptions {
@@ -42,6 +54,8 @@ export interface StartOptions {
   stdin?: boolean;
   shell?: boolean;
   timeoutSeconds?: number;
+  /** do not run the policy's `sandbox.run.before` first */
+  skipRunBefore?: boolean;
 }
 
 /** Final state of an execution, as `ExecutionStatus` names without their prefix. */
@@ -98,7 +112,7 @@ export class Cleanroom {
   }
 
   async createSandbox(opts: CreateSandboxOptions = {}): Promise<SandboxHandle> {
-    const res = await this.sandboxes.createSandbox({
+    const request = {
       imageRef: opts.image ?? "",
       backend: opts.backend ?? "",
       launchSeconds: opts.launchSeconds ?? 0,
@@ -107,8 +121,18 @@ export class Cleanroom {
       resources: { vcpus: opts.resources?.vcpus ?? 0, memoryMib: opts.resources?.memoryMiB ?? 0, pidsLimit: opts.resources?.pidsLimit ?? 0 },
       ...(opts.policy ? { compiledPolicyJson: opts.policy.json, policyHash: opts.policy.hash } : {}),
       ...(opts.repository ? { repositoryCheckout: { remoteUrl: opts.repository.remoteUrl, commit: opts.repository.commit ?? "latest", branch: opts.repository.branch ?? "" } } : {}),
-    });
-    return new SandboxHandle(this, res.sandbox ?? {});
+    };
+    if (!opts.onProgress) return new SandboxHandle(this, (await this.sandboxes.createSandbox(request)).sandbox ?? {});
+    for await (const update of this.sandboxes.createSandboxStream(request)) {
+      if (update.sandbox) return new SandboxHandle(this, update.sandbox);
+      const block = update.block;
+      opts.onProgress({
+        phase: enumName(update.phase, "CREATE_PHASE_"),
+        message: update.message ?? "",
+        ...(block ? { block: { stage: block.stage ?? "", name: block.name ?? "", key: block.key ?? "", result: block.result ?? "", reason: block.reason ?? "", durationMs: Number(block.durationMs ?? 0), outputs: block.outputs ?? [] } } : {}),
+      });
+    }
+    throw new CleanroomError("internal", "the daemon ended CreateSandboxStream without the sandbox");
   }
 
   /** A handle on an existing sandbox (no round trip). */
@@ -174,6 +198,7 @@ export class SandboxHandle {
       ...(opts.tty ? { terminalSize: opts.tty } : {}),
       attachStdin: opts.stdin ?? false,
       timeoutSeconds: opts.timeoutSeconds ?? 0,
+      skipRunBefore: opts.skipRunBefore ?? false,
     });
     return new ExecutionHandle(this.#client, res.execution ?? {});
   }

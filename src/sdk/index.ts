@@ -1,6 +1,6 @@
 export {
   Cleanroom, SandboxHandle, ExecutionHandle, defaultHost, enumName,
-  type CleanroomOptions, type CreateSandboxOptions, type RepositoryCheckoutOptions, type StartOptions, type ExecResult, type ExecutionOutcome, type OutputEvent, type ExitEvent,
+  type CleanroomOptions, type CreateSandboxOptions, type CreateProgressEvent, type RepositoryCheckoutOptions, type StartOptions, type ExecResult, type ExecutionOutcome, type OutputEvent, type ExitEvent,
 } from "./client.ts";
 export { CleanroomError, isCleanroomError, type ReasonCode } from "../errors/index.ts";
 export { archivePaths, downloadFile, extractArchive, statPath, uploadFile, type SandboxEntry } from "./sandbox-files.ts";

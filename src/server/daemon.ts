@@ -6,6 +6,7 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Interceptor } from "@connectrpc/connect";
 import { AGENT_PROTOCOL_VERSION } from "../agent-protocol/index.ts";
 import { createLinuxBackend, type BackendName } from "../backends/index.ts";
+import { BlockCache, DEFAULT_MINIMUM_OUTPUT_BYTES } from "../cache/index.ts";
 import { hostPaths, loadRuntimeConfig, packageRoot, sandboxIdRange, type HostPaths, type RuntimeConfig } from "../config/index.ts";
 import { ImageStore } from "../image/index.ts";
 import { startGateway, type Gateway, type GatewaySettings } from "../gateway/index.ts";
@@ -74,6 +75,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     ...(network ? { network } : {}),
     gateway,
     repositories: gateway.repositories,
+    blockCache: await BlockCache.open(join(paths.stateDir, "caches", "blocks"), log),
+    idRange: sandboxIdRange,
+    minimumOutputBytes: backendConfig.minimum_cache_output_volume_bytes ?? DEFAULT_MINIMUM_OUTPUT_BYTES,
     logger: log,
   });
   supervisorRef = supervisor;

@@ -21,6 +21,11 @@ const PHASES: Record<CreateProgress["phase"], CreatePhase> = {
   ready: CreatePhase.READY,
   resolve_repository: CreatePhase.RESOLVE_REPOSITORY,
   bootstrap_repository: CreatePhase.BOOTSTRAP_REPOSITORY,
+  lookup_cache: CreatePhase.LOOKUP_CACHE,
+  restore_cache: CreatePhase.RESTORE_CACHE,
+  bootstrap_dependencies: CreatePhase.BOOTSTRAP_DEPENDENCIES,
+  bootstrap_services: CreatePhase.BOOTSTRAP_SERVICES,
+  publish_cache: CreatePhase.PUBLISH_CACHE,
 };
 
 /** Registers the cleanroom.v1 services on `router`, backed by the daemon's parts. */
@@ -43,6 +48,7 @@ export function registerRoutes(router: ConnectRouter, daemon: DaemonContext): vo
           phase: PHASES[p.phase],
           message: "message" in p ? p.message : (p.progress.message ?? p.progress.phase),
           ...("progress" in p ? { completedBytes: BigInt(p.progress.receivedBytes ?? 0), totalBytes: BigInt(p.progress.totalBytes ?? 0) } : {}),
+          ...("block" in p && p.block ? { block: { ...p.block, durationMs: BigInt(p.block.durationMs) } } : {}),
         });
       }
       yield create(CreateSandboxStreamResponseSchema, { phase: CreatePhase.READY, message: "ready", sandbox: sandboxMessage(await created) });
@@ -75,6 +81,7 @@ export function registerRoutes(router: ConnectRouter, daemon: DaemonContext): vo
         ...(req.tty ? { tty: { rows: req.terminalSize?.rows || 24, cols: req.terminalSize?.cols || 80 } } : {}),
         attachStdin: req.attachStdin,
         timeoutSeconds: req.timeoutSeconds,
+        skipRunBefore: req.skipRunBefore,
       });
       return { execution: executionMessage(record) };
     },

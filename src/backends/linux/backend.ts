@@ -9,9 +9,10 @@ import { checkLaunchSpec, type CheckedLaunch } from "./launch-spec.ts";
 import { renderSandboxSpec } from "./oci-spec.ts";
 import { mountOverlay, planOverlayMount, readMounts, type OverlayMountPlan } from "./overlay.ts";
 import { probeLinux } from "./probe.ts";
-import { isInitAlive, readContainerState, runDetached, type Runc } from "./runc.ts";
+import { isInitAlive, readContainerState, runDetached, setFrozen, type Runc } from "./runc.ts";
 import { sandboxesDir, sandboxIdPattern, sandboxLayout, type SandboxLayout } from "./sandbox-layout.ts";
 import { teardownSandbox } from "./teardown.ts";
+import { scanUpperDir } from "./upper-scan.ts";
 
 const runcRunTimeoutMs = 30_000;
 const maxLogExcerptBytes = 16 * 1024;
@@ -177,6 +178,15 @@ export function createLinuxBackend(options: LinuxBackendOptions): Backend {
       if (runcState) return (await isInitAlive(runcState)) ? "running" : "stopped";
       // no container, but a state dir (e.g. after a reboot emptied the run dir): its upper dir is still there
       return (await pathExists(sandboxLayout(opts.stateDir, sandboxId).dir)) ? "stopped" : "missing";
+    },
+    scanWrites: async (sandboxId, maxEntries) => {
+      checkId(sandboxId);
+      await setFrozen(runc, sandboxId, true);
+      try {
+        return await scanUpperDir(sandboxLayout(opts.stateDir, sandboxId).upper, maxEntries);
+      } finally {
+        await setFrozen(runc, sandboxId, false);
+      }
     },
     listSandboxIds: async () => {
       const ids = new Set<string>();

@@ -99,3 +99,10 @@ export async function deleteContainer(runc: Runc, id: string): Promise<void> {
 export function runcVersion(binary: string): Promise<CommandResult> {
   return tryCommand(binary, ["--version"], { timeoutMs: 5_000 });
 }
+
+/** `runc pause|resume`: freezes or thaws every process of the container (cgroup freezer, v1 or v2). */
+export async function setFrozen(runc: Runc, id: string, frozen: boolean): Promise<void> {
+  const args = ["--root", runc.root, frozen ? "pause" : "resume", id];
+  const r = await tryCommand(runc.binary, args, { timeoutMs: 30_000 });
+  if (r.code !== 0) throw new Error(describeFailure("runc", args, r));
+}

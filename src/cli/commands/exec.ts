@@ -1,6 +1,6 @@
 import { CleanroomError } from "../../errors/index.ts";
 import type { SandboxSource, SourceFlags } from "../sandbox-source.ts";
-import { Cleanroom, type ExecutionHandle, type ExitEvent, type SandboxHandle } from "../../sdk/index.ts";
+import { Cleanroom, type CreateProgressEvent, type ExecutionHandle, type ExitEvent, type SandboxHandle } from "../../sdk/index.ts";
 
 export interface ExecFlags {
   host?: string;
@@ -72,7 +72,18 @@ export function createFromSource(client: Cleanroom, flags: NewSandboxFlags, sour
     ...(flags.backend ? { backend: flags.backend } : {}),
     ...(flags.launchSeconds ? { launchSeconds: parsePositiveInt(flags.launchSeconds, "--launch-seconds") } : {}),
     ...(flags.dangerouslyAllowAll ? { dangerouslyAllowAll: true } : {}),
+    // a checkout may run dependency blocks: their cache outcome is always shown, the other steps on a terminal
+    ...(source.repository ? { onProgress: showCreateProgress } : {}),
   });
+}
+
+function showCreateProgress(progress: CreateProgressEvent): void {
+  if (progress.block) process.stderr.write(`cleanroom: ${progress.message} [${formatMs(progress.block.durationMs)}]\n`);
+  else if (process.stderr.isTTY) process.stderr.write(`cleanroom: ${progress.message}\n`);
+}
+
+function formatMs(ms: number): string {
+  return ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`;
 }
 
 /** The checkout --copy-in/--copy-out sync with: the one around --chdir or here. */

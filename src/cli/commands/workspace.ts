@@ -94,7 +94,7 @@ export function sandboxAccess(client: Cleanroom, id: string): SandboxAccess {
   return {
     id,
     async run(script, env) {
-      const result = await sandbox.exec(["sh", "-c", script], { env: Object.entries(env).map(([key, value]) => `${key}=${value}`), timeoutSeconds: STEP_TIMEOUT_SECONDS });
+      const result = await sandbox.exec(["sh", "-c", script], { env: Object.entries(env).map(([key, value]) => `${key}=${value}`), timeoutSeconds: STEP_TIMEOUT_SECONDS, skipRunBefore: true });
       if (result.status === "TIMED_OUT") throw new CleanroomError("execution_failed", `a workspace step in sandbox ${id} took longer than ${STEP_TIMEOUT_SECONDS}s`);
       return { exitCode: result.exitCode, stdout: result.stdout.toString("utf8"), stderr: result.stderr.toString("utf8") };
     },

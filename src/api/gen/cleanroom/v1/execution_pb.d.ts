@@ -278,6 +278,13 @@ export declare type CreateExecutionRequest = Message<"cleanroom.v1.CreateExecuti
    * @generated from field: uint32 timeout_seconds = 10;
    */
   timeoutSeconds: number;
+
+  /**
+   * do not run the policy's sandbox.run.before first
+   *
+   * @generated from field: bool skip_run_before = 11;
+   */
+  skipRunBefore: boolean;
 };
 
 /**
@@ -341,6 +348,13 @@ export declare type CreateExecutionRequestJson = {
    * @generated from field: uint32 timeout_seconds = 10;
    */
   timeoutSeconds?: number;
+
+  /**
+   * do not run the policy's sandbox.run.before first
+   *
+   * @generated from field: bool skip_run_before = 11;
+   */
+  skipRunBefore?: boolean;
 };
 
 /**

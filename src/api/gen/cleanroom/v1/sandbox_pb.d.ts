@@ -502,6 +502,116 @@ export declare type CreateSandboxResponseJson = {
 export declare const CreateSandboxResponseSchema: GenMessage<CreateSandboxResponse, {jsonType: CreateSandboxResponseJson}>;
 
 /**
+ * A dependency or service block's cache outcome, as it happens.
+ *
+ * @generated from message cleanroom.v1.BlockCacheReport
+ */
+export declare type BlockCacheReport = Message<"cleanroom.v1.BlockCacheReport"> & {
+  /**
+   * "dependencies" or "services"
+   *
+   * @generated from field: string stage = 1;
+   */
+  stage: string;
+
+  /**
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * sha256:… over policy, image, command, env, declared inputs at the commit, outputs, earlier blocks
+   *
+   * @generated from field: string key = 3;
+   */
+  key: string;
+
+  /**
+   * hit (restored), miss (runs), published, escaped (wrote outside its outputs: not cached), unpublished
+   *
+   * @generated from field: string result = 4;
+   */
+  result: string;
+
+  /**
+   * why it missed, or what became of its outputs
+   *
+   * @generated from field: string reason = 5;
+   */
+  reason: string;
+
+  /**
+   * @generated from field: uint64 duration_ms = 6;
+   */
+  durationMs: bigint;
+
+  /**
+   * guest paths of the outputs
+   *
+   * @generated from field: repeated string outputs = 7;
+   */
+  outputs: string[];
+};
+
+/**
+ * A dependency or service block's cache outcome, as it happens.
+ *
+ * @generated from message cleanroom.v1.BlockCacheReport
+ */
+export declare type BlockCacheReportJson = {
+  /**
+   * "dependencies" or "services"
+   *
+   * @generated from field: string stage = 1;
+   */
+  stage?: string;
+
+  /**
+   * @generated from field: string name = 2;
+   */
+  name?: string;
+
+  /**
+   * sha256:… over policy, image, command, env, declared inputs at the commit, outputs, earlier blocks
+   *
+   * @generated from field: string key = 3;
+   */
+  key?: string;
+
+  /**
+   * hit (restored), miss (runs), published, escaped (wrote outside its outputs: not cached), unpublished
+   *
+   * @generated from field: string result = 4;
+   */
+  result?: string;
+
+  /**
+   * why it missed, or what became of its outputs
+   *
+   * @generated from field: string reason = 5;
+   */
+  reason?: string;
+
+  /**
+   * @generated from field: uint64 duration_ms = 6;
+   */
+  durationMs?: string;
+
+  /**
+   * guest paths of the outputs
+   *
+   * @generated from field: repeated string outputs = 7;
+   */
+  outputs?: string[];
+};
+
+/**
+ * Describes the message cleanroom.v1.BlockCacheReport.
+ * Use `create(BlockCacheReportSchema)` to create a new message.
+ */
+export declare const BlockCacheReportSchema: GenMessage<BlockCacheReport, {jsonType: BlockCacheReportJson}>;
+
+/**
  * @generated from message cleanroom.v1.CreateSandboxStreamResponse
  */
 export declare type CreateSandboxStreamResponse = Message<"cleanroom.v1.CreateSandboxStreamResponse"> & {
@@ -531,6 +641,13 @@ export declare type CreateSandboxStreamResponse = Message<"cleanroom.v1.CreateSa
    * @generated from field: cleanroom.v1.Sandbox sandbox = 5;
    */
   sandbox?: Sandbox | undefined;
+
+  /**
+   * set on block cache phases
+   *
+   * @generated from field: cleanroom.v1.BlockCacheReport block = 6;
+   */
+  block?: BlockCacheReport | undefined;
 };
 
 /**
@@ -563,6 +680,13 @@ export declare type CreateSandboxStreamResponseJson = {
    * @generated from field: cleanroom.v1.Sandbox sandbox = 5;
    */
   sandbox?: SandboxJson;
+
+  /**
+   * set on block cache phases
+   *
+   * @generated from field: cleanroom.v1.BlockCacheReport block = 6;
+   */
+  block?: BlockCacheReportJson;
 };
 
 /**
@@ -2064,12 +2188,37 @@ export enum CreatePhase {
    * @generated from enum value: CREATE_PHASE_BOOTSTRAP_REPOSITORY = 6;
    */
   BOOTSTRAP_REPOSITORY = 6,
+
+  /**
+   * @generated from enum value: CREATE_PHASE_LOOKUP_CACHE = 7;
+   */
+  LOOKUP_CACHE = 7,
+
+  /**
+   * @generated from enum value: CREATE_PHASE_RESTORE_CACHE = 8;
+   */
+  RESTORE_CACHE = 8,
+
+  /**
+   * @generated from enum value: CREATE_PHASE_BOOTSTRAP_DEPENDENCIES = 9;
+   */
+  BOOTSTRAP_DEPENDENCIES = 9,
+
+  /**
+   * @generated from enum value: CREATE_PHASE_BOOTSTRAP_SERVICES = 10;
+   */
+  BOOTSTRAP_SERVICES = 10,
+
+  /**
+   * @generated from enum value: CREATE_PHASE_PUBLISH_CACHE = 11;
+   */
+  PUBLISH_CACHE = 11,
 }
 
 /**
  * @generated from enum cleanroom.v1.CreatePhase
  */
-export declare type CreatePhaseJson = "CREATE_PHASE_UNSPECIFIED" | "CREATE_PHASE_RESOLVE_IMAGE" | "CREATE_PHASE_PULL_IMAGE" | "CREATE_PHASE_PROVISION" | "CREATE_PHASE_READY" | "CREATE_PHASE_RESOLVE_REPOSITORY" | "CREATE_PHASE_BOOTSTRAP_REPOSITORY";
+export declare type CreatePhaseJson = "CREATE_PHASE_UNSPECIFIED" | "CREATE_PHASE_RESOLVE_IMAGE" | "CREATE_PHASE_PULL_IMAGE" | "CREATE_PHASE_PROVISION" | "CREATE_PHASE_READY" | "CREATE_PHASE_RESOLVE_REPOSITORY" | "CREATE_PHASE_BOOTSTRAP_REPOSITORY" | "CREATE_PHASE_LOOKUP_CACHE" | "CREATE_PHASE_RESTORE_CACHE" | "CREATE_PHASE_BOOTSTRAP_DEPENDENCIES" | "CREATE_PHASE_BOOTSTRAP_SERVICES" | "CREATE_PHASE_PUBLISH_CACHE";
 
 /**
  * Describes the enum cleanroom.v1.CreatePhase.
