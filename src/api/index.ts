@@ -2,3 +2,4 @@
 export * from "./gen/cleanroom/v1/sandbox_pb.js";
 export * from "./gen/cleanroom/v1/execution_pb.js";
 export * from "./gen/cleanroom/v1/image_pb.js";
+export * from "./gen/cleanroom/v1/snapshot_pb.js";

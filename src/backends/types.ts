@@ -69,6 +69,12 @@ export interface Backend {
   destroy(sandboxId: string): Promise<void>;
   /** Lists what the sandbox has written since launch, with the sandbox frozen while it is read. */
   scanWrites(sandboxId: string, maxEntries: number): Promise<WriteScan>;
+  /**
+   * Copies what the sandbox has written since launch into `dest` (an empty dir) as an overlay layer (whiteouts and
+   * opaque dirs kept), with the sandbox frozen while it is read. Stacked on the same lower layers, it gives back
+   * the sandbox's filesystem.
+   */
+  copyWrites(sandboxId: string, dest: string): Promise<void>;
   /** Ids that still hold any host resource (runc container, overlay mount, state dir): reconcile's orphan list. */
   listSandboxIds(): Promise<string[]>;
 }

@@ -76,6 +76,7 @@ export function buildProgram(): Command {
       : cmd)
       .option("--image <ref>", "image (default: the locally built base image)")
       .option("--backend <name>", "isolation backend")
+      .option("--from <snapshot-id>", "make the sandbox from a snapshot (its filesystem and policy)")
       .option("--launch-seconds <n>", "how long the sandbox may take to start")
       .option("--dangerously-allow-all", "do not restrict network egress")
       .option("--json", "print the sandbox as JSON")
@@ -114,6 +115,17 @@ export function buildProgram(): Command {
     .action(action(async (flags: Record<string, unknown>, command: Command) => (await import("./commands/execution.ts")).listExecutions(await withHost(command, flags))));
   execution.command("inspect").argument("<execution-id>").option("--json", "JSON output")
     .action(action(async (id: string, flags: Record<string, unknown>, command: Command) => (await import("./commands/execution.ts")).inspectExecution(id, await withHost(command, flags))));
+
+  const snapshot = program.command("snapshot").description("keep a sandbox's filesystem; --from makes new sandboxes from it");
+  const snapshotCommand = async () => import("./commands/snapshot.ts");
+  snapshot.command("create").argument("<sandbox-id>").description("snapshot a READY sandbox's filesystem").option("--name <name>", "a name to find it by").option("--json", "JSON output")
+    .action(action(async (id: string, flags: Record<string, unknown>, command: Command) => (await snapshotCommand()).createSnapshot(id, await withHost(command, flags))));
+  snapshot.command("ls").alias("list").description("list snapshots").option("--json", "JSON output")
+    .action(action(async (flags: Record<string, unknown>, command: Command) => (await snapshotCommand()).listSnapshots(await withHost(command, flags))));
+  snapshot.command("inspect").argument("<snapshot-id>").option("--json", "JSON output")
+    .action(action(async (id: string, flags: Record<string, unknown>, command: Command) => (await snapshotCommand()).inspectSnapshot(id, await withHost(command, flags))));
+  snapshot.command("rm").argument("<snapshot-id...>").description("delete snapshots no live sandbox is made from")
+    .action(action(async (ids: string[], flags: Record<string, unknown>, command: Command) => (await snapshotCommand()).removeSnapshots(ids, await withHost(command, flags))));
 
   const image = program.command("image").description("manage the daemon's images");
   image.command("pull").argument("<ref>").option("--json", "JSON output")

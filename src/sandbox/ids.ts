@@ -12,6 +12,11 @@ export function newExecutionId(): string {
   return `ex-${randomToken(12)}`;
 }
 
+/** Snapshot ids are prefixed too: `inspect <id>` tells all three apart. */
+export function newSnapshotId(): string {
+  return `snap-${randomToken(12)}`;
+}
+
 function randomToken(length: number): string {
   const bytes = randomBytes(length);
   let out = "";
@@ -22,3 +27,4 @@ function randomToken(length: number): string {
 
 export const SANDBOX_ID_PATTERN = /^[a-z0-9]{12}$/;
 export const EXECUTION_ID_PATTERN = /^ex-[a-z0-9]{12}$/;
+export const SNAPSHOT_ID_PATTERN = /^snap-[a-z0-9]{12}$/;

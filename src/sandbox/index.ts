@@ -3,5 +3,5 @@ export type { RepositoryCheckoutInput, RepositorySource } from "./repository-che
 export type { ExecutionInput, ExecutionStreamItem } from "./execution-runner.ts";
 export type { OutputChunk, OutputStream } from "./output-log.ts";
 export type {
-  SandboxRecord, RepositoryRecord, SandboxStatus, SandboxResources, ExecutionRecord, ExecutionStatus, SandboxEventRecord,
+  SandboxRecord, SnapshotRecord, RepositoryRecord, SandboxStatus, SandboxResources, ExecutionRecord, ExecutionStatus, SandboxEventRecord,
 } from "./records.ts";

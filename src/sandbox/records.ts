@@ -35,6 +35,8 @@ export interface SandboxRecord {
   repository?: RepositoryRecord;
   /** block cache entries whose layers this sandbox's rootfs stacks on the image (they must outlive it) */
   cacheEntries?: string[];
+  /** the snapshot whose layer this sandbox's rootfs stacks (it must outlive the sandbox) */
+  fromSnapshot?: string;
 }
 
 /** A sandbox's repository: where it came from (an exact commit) and where it lives in the sandbox. */
@@ -47,6 +49,25 @@ export interface RepositoryRecord {
   path: string;
   remoteName: string;
   submodules: boolean;
+}
+
+/** A sandbox's filesystem, frozen: its own writes as a layer over the image (and block layers) it was made from. */
+export interface SnapshotRecord {
+  id: string;
+  name: string;
+  sandboxId: string;
+  createdAt: string;
+  backend: string;
+  imageRef: string;
+  imageDigest: string;
+  imageDefaults?: ImageDefaults;
+  policyHash: string;
+  policy?: CompiledPolicy;
+  repository?: RepositoryRecord;
+  /** block cache entries under the sandbox's own writes: a restore stacks them again */
+  cacheEntries: string[];
+  /** bytes on the host's disk */
+  diskBytes: number;
 }
 
 export interface ImageDefaults {

@@ -41,8 +41,8 @@ export class SandboxNetworks {
   }
 
   /** A new sandbox's network; a repository checkout starts in the repository stage. */
-  setUp(record: SandboxRecord): Promise<SandboxNetwork | undefined> {
-    const stage = record.repository ? "repository" : runningStageOf(record);
+  setUp(record: SandboxRecord, checkingOut: boolean): Promise<SandboxNetwork | undefined> {
+    const stage = checkingOut ? "repository" : runningStageOf(record);
     return this.#manager ? this.#manager.setUp(networkSpecOf(record, stage)) : Promise.resolve(undefined);
   }
 

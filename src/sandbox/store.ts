@@ -2,7 +2,7 @@ import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import type {
-  ExecutionRecord, ExecutionStatus, SandboxEventRecord, SandboxRecord, SandboxStatus,
+  ExecutionRecord, ExecutionStatus, SandboxEventRecord, SandboxRecord, SandboxStatus, SnapshotRecord,
 } from "./records.ts";
 
 const SCHEMA = `
@@ -27,6 +27,11 @@ CREATE TABLE IF NOT EXISTS events (
   body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_sandbox ON events(sandbox_id, sequence);
+CREATE TABLE IF NOT EXISTS snapshots (
+  id TEXT PRIMARY KEY,
+  created_at TEXT NOT NULL,
+  body TEXT NOT NULL
+);
 `;
 
 /**
@@ -102,6 +107,30 @@ export class StateStore {
       .prepare("SELECT sequence, body FROM events WHERE sandbox_id = ? ORDER BY sequence DESC LIMIT ?")
       .all(sandboxId, limit) as { sequence: number; body: string }[];
     return rows.reverse().map((row) => ({ ...(JSON.parse(row.body) as SandboxEventRecord), sequence: Number(row.sequence) }));
+  }
+
+  putSnapshot(record: SnapshotRecord): void {
+    this.#db.prepare("INSERT INTO snapshots (id, created_at, body) VALUES (?, ?, ?) ON CONFLICT(id) DO UPDATE SET body = excluded.body")
+      .run(record.id, record.createdAt, JSON.stringify(record));
+  }
+
+  getSnapshot(id: string): SnapshotRecord | undefined {
+    return parseBody<SnapshotRecord>(this.#db.prepare("SELECT body FROM snapshots WHERE id = ?").get(id));
+  }
+
+  listSnapshots(): SnapshotRecord[] {
+    return (this.#db.prepare("SELECT body FROM snapshots ORDER BY created_at").all() as { body: string }[]).map((row) => JSON.parse(row.body) as SnapshotRecord);
+  }
+
+  deleteSnapshot(id: string): void {
+    this.#db.prepare("DELETE FROM snapshots WHERE id = ?").run(id);
+  }
+
+  /** Forgets a terminated sandbox: its record, executions and events. */
+  deleteSandbox(id: string): void {
+    this.#db.prepare("DELETE FROM events WHERE sandbox_id = ?").run(id);
+    this.#db.prepare("DELETE FROM executions WHERE sandbox_id = ?").run(id);
+    this.#db.prepare("DELETE FROM sandboxes WHERE id = ?").run(id);
   }
 
   close(): void {

@@ -11,10 +11,11 @@ import type { NetworkManager } from "../network/index.ts";
 import type { Logger } from "../observability/index.ts";
 import { requiredCapabilities, type CompiledPolicy } from "../policy/index.ts";
 import { SandboxEventLog } from "./event-log.ts";
+import { Snapshots } from "./snapshots.ts";
 import { ExecutionRunner, mergeEnv, type ExecutionInput, type ExecutionStreamItem } from "./execution-runner.ts";
 import { EnvironmentBlocks, blocksOf, type BlockProgress, type BlockStep } from "./environment-blocks.ts";
 import { newSandboxId, SANDBOX_ID_PATTERN } from "./ids.ts";
-import { LIVE_SANDBOX_STATUSES, type ExecutionRecord, type RepositoryRecord, type SandboxEventRecord, type SandboxRecord, type SandboxResources, type SandboxStatus } from "./records.ts";
+import { LIVE_SANDBOX_STATUSES, type ExecutionRecord, type RepositoryRecord, type SandboxEventRecord, type SandboxRecord, type SandboxResources, type SandboxStatus, type SnapshotRecord } from "./records.ts";
 import { bootstrapRepository, prepareCheckout, type RepositoryCheckoutInput, type RepositorySource } from "./repository-checkout.ts";
 import { SandboxGateway, type GatewayAccess } from "./sandbox-gateway.ts";
 import { SandboxNetworks } from "./sandbox-network.ts";
@@ -57,10 +58,12 @@ export interface CreateSandboxInput {
   labels?: Record<string, string>;
   /** check this repository out before READY; without `policy`, its policy comes from the commit */
   repository?: RepositoryCheckoutInput;
+  /** start from this snapshot's filesystem (and its policy, unless `policy` is given) */
+  fromSnapshot?: string;
 }
 
 export type CreateProgress =
-  | { phase: "resolve_image" | "provision" | "ready" | "resolve_repository" | "bootstrap_repository"; message: string }
+  | { phase: "resolve_image" | "provision" | "ready" | "resolve_repository" | "bootstrap_repository" | "restore_snapshot"; message: string }
   | { phase: "pull_image"; progress: ImageProgress }
   | BlockProgress;
 
@@ -84,6 +87,7 @@ export class SandboxSupervisor {
   readonly #networks: SandboxNetworks;
   readonly #gateway: SandboxGateway;
   readonly #blocks: EnvironmentBlocks | undefined;
+  readonly #snapshots: Snapshots;
 
   private constructor(opts: SupervisorOptions, store: StateStore) {
     this.#opts = opts;
@@ -95,6 +99,7 @@ export class SandboxSupervisor {
     this.#blocks = opts.blockCache && opts.repositories
       ? new EnvironmentBlocks({ cache: opts.blockCache, repositories: opts.repositories, idRange: opts.idRange, minimumOutputBytes: opts.minimumOutputBytes, events: this.#events, logger: opts.logger })
       : undefined;
+    this.#snapshots = new Snapshots(store, join(opts.stateDir, "snapshots"), opts.logger);
     this.#pool = new WarmPool({ size: opts.warmPoolSize, launch: () => this.#launchNew({}, undefined, true), logger: opts.logger });
     this.#runner = new ExecutionRunner({
       store,
@@ -110,6 +115,7 @@ export class SandboxSupervisor {
   static async open(opts: SupervisorOptions): Promise<SandboxSupervisor> {
     await mkdir(join(opts.stateDir, "executions"), { recursive: true, mode: 0o700 });
     const supervisor = new SandboxSupervisor(opts, new StateStore(join(opts.stateDir, "cleanroom.db")));
+    await supervisor.#snapshots.open();
     await supervisor.#reconcile();
     supervisor.fillWarmPool();
     return supervisor;
@@ -125,6 +131,7 @@ export class SandboxSupervisor {
   }
 
   async createSandbox(input: CreateSandboxInput, onProgress: (p: CreateProgress) => void = () => {}): Promise<SandboxRecord> {
+    if (input.fromSnapshot) return this.#fromSnapshot(input, input.fromSnapshot, onProgress);
     if (input.repository) return this.#launchNew(...(await this.#withRepository(input, input.repository, onProgress)), false, onProgress);
     const spare = this.#isDefaultShape(input) ? await this.#claimSpare(input) : undefined;
     if (spare) {
@@ -148,7 +155,17 @@ export class SandboxSupervisor {
     return [{ ...rest, ...(prepared.policy ? { policy: prepared.policy } : {}) }, prepared.repository];
   }
 
-  async #launchNew(input: CreateSandboxInput, repository: RepositoryRecord | undefined, pooled: boolean, onProgress: (p: CreateProgress) => void = () => {}): Promise<SandboxRecord> {
+  /** A sandbox whose rootfs is the snapshot's stack; its repository is already there, its blocks already ran. */
+  #fromSnapshot(input: CreateSandboxInput, snapshotId: string, onProgress: (p: CreateProgress) => void): Promise<SandboxRecord> {
+    if (input.repository) throw new CleanroomError("invalid_argument", "a sandbox from a snapshot already holds its repository; leave out the repository checkout");
+    const snapshot = this.#snapshots.get(snapshotId);
+    const policy = input.policy ?? (snapshot.policy ? { policy: snapshot.policy, hash: snapshot.policyHash } : undefined);
+    const { fromSnapshot: _from, ...rest } = input;
+    // by digest: the tag may point elsewhere since
+    return this.#launchNew({ ...rest, ...(policy ? { policy } : {}), imageRef: snapshot.imageDigest, backend: input.backend || snapshot.backend }, snapshot.repository, false, onProgress, snapshot);
+  }
+
+  async #launchNew(input: CreateSandboxInput, repository: RepositoryRecord | undefined, pooled: boolean, onProgress: (p: CreateProgress) => void = () => {}, snapshot?: SnapshotRecord): Promise<SandboxRecord> {
     const backend = this.#backend(input.backend);
     const policy = input.policy?.policy;
     if (policy) checkPolicySupported(policy, backend, this.#networks.enforcesAllowlists);
@@ -171,6 +188,7 @@ export class SandboxSupervisor {
       ...(policy ? { policy } : {}),
       ...(pooled ? { pooled } : {}),
       ...(repository ? { repository } : {}),
+      ...(snapshot ? { fromSnapshot: snapshot.id, cacheEntries: snapshot.cacheEntries } : {}),
     };
     // recorded before any host resource exists, so reconcile can always find what a crash left behind
     this.#store.putSandbox(record);
@@ -181,10 +199,11 @@ export class SandboxSupervisor {
       const image = await this.#resolveImage(imageRef, onProgress);
       record.imageDigest = image.digest;
       record.imageDefaults = { env: image.config.env, workingDir: image.config.workingDir, user: image.config.user };
-      const blocks = await this.#planBlocks(record, onProgress);
-      const lowerDirs = [...(await this.#opts.images.layerDirs(image)), ...(this.#blocks?.restoredLayers(blocks) ?? [])];
+      const blocks = snapshot ? [] : await this.#planBlocks(record, onProgress);
+      const lowerDirs = [...(await this.#opts.images.layerDirs(image)), ...(this.#blocks?.restoredLayers(blocks) ?? []), ...this.#snapshotLayers(snapshot, onProgress)];
       onProgress({ phase: "provision", message: `starting ${backend.name} sandbox` });
-      const network = await this.#networks.setUp(record);
+      const checkingOut = Boolean(repository && !snapshot);
+      const network = await this.#networks.setUp(record, checkingOut);
       const launched = await backend.launch({
         sandboxId: record.id,
         lowerDirs,
@@ -197,7 +216,7 @@ export class SandboxSupervisor {
       const agent = connectAgent(launched.agentSocketPath, { timeoutMs: launchMs });
       this.#agents.set(record.id, agent);
       await agent;
-      if (repository) {
+      if (checkingOut && repository) {
         await this.#checkOut(record, repository, await agent, image.config.user, blocks, onProgress);
         await this.#runBlocks(record, blocks, await agent, backend, onProgress);
         await this.#networks.enterRunningStage(record);
@@ -285,6 +304,39 @@ export class SandboxSupervisor {
     if (wait) await teardown;
     else teardown.catch(() => undefined);
     return record;
+  }
+
+  /** The layers a snapshot adds on top of its image: the block outputs it was stacked on, then its own writes. */
+  #snapshotLayers(snapshot: SnapshotRecord | undefined, onProgress: (p: CreateProgress) => void): string[] {
+    if (!snapshot) return [];
+    onProgress({ phase: "restore_snapshot", message: `restoring snapshot ${snapshot.id} (${snapshot.name})` });
+    const cache = this.#opts.blockCache;
+    if (snapshot.cacheEntries.length && !cache) throw new CleanroomError("failed_precondition", `snapshot ${snapshot.id} stacks block outputs, and this daemon has no block cache`);
+    return [...snapshot.cacheEntries.map((id) => cache!.layerDir({ id })), this.#snapshots.layerDir(snapshot.id)];
+  }
+
+  /** Copies a READY sandbox's filesystem (its writes over its image and block layers), frozen for the copy. */
+  async createSnapshot(sandboxId: string, name: string): Promise<SnapshotRecord> {
+    const sandbox = this.getSandbox(sandboxId);
+    if (sandbox.status !== "READY") throw new CleanroomError("failed_precondition", `sandbox ${sandbox.id} is ${sandbox.status}, not READY`);
+    const snapshot = await this.#snapshots.create(sandbox, this.#backendOf(sandbox), name);
+    this.#events.record(sandbox.id, "snapshot_created", `snapshot ${snapshot.id} (${snapshot.name})`, { attributes: { snapshot_id: snapshot.id, disk_bytes: String(snapshot.diskBytes) } });
+    return snapshot;
+  }
+
+  getSnapshot(id: string): SnapshotRecord {
+    return this.#snapshots.get(id);
+  }
+
+  listSnapshots(): SnapshotRecord[] {
+    return this.#snapshots.list();
+  }
+
+  /** Deletes a snapshot no live sandbox is made from. */
+  async deleteSnapshot(id: string): Promise<SnapshotRecord> {
+    const users = this.#store.listSandboxes(LIVE_SANDBOX_STATUSES).filter((s) => s.fromSnapshot === id).map((s) => s.id);
+    if (users.length) throw new CleanroomError("failed_precondition", `snapshot ${id} is the base of live sandbox(es) ${users.join(", ")}; terminate them first`);
+    return this.#snapshots.remove(id);
   }
 
   /** Creates an execution in a READY sandbox and starts it. */

@@ -1,5 +1,5 @@
 import type {
-  ExecutionExitJson, ExecutionJson, ExecutionService, HostService, ImageService, SandboxJson, SandboxService,
+  ExecutionExitJson, ExecutionJson, ExecutionService, HostService, ImageService, SandboxJson, SandboxService, SnapshotService,
 } from "../api/index.ts";
 import { defaultSocketPath } from "../config/index.ts";
 import { CleanroomError } from "../errors/index.ts";
@@ -32,6 +32,8 @@ export interface CreateSandboxOptions {
   dangerouslyAllowAll?: boolean;
   labels?: Record<string, string>;
   resources?: { vcpus?: number; memoryMiB?: number; pidsLimit?: number };
+  /** a snapshot id: the sandbox starts from its filesystem (and its policy, unless `policy` is given) */
+  fromSnapshot?: string;
   /** called as the daemon works through the creation (image, checkout, each block's cache lookup and run) */
   onProgress?: (progress: CreateProgressEvent) => void;
 }
@@ -100,6 +102,7 @@ export class Cleanroom {
   readonly executions: JsonClient<typeof ExecutionService>;
   readonly images: JsonClient<typeof ImageService>;
   readonly hostService: JsonClient<typeof HostService>;
+  readonly snapshots: JsonClient<typeof SnapshotService>;
   readonly #transport: JsonTransport;
 
   constructor(opts: CleanroomOptions = {}) {
@@ -109,6 +112,7 @@ export class Cleanroom {
     this.executions = this.#transport.client<typeof ExecutionService>("cleanroom.v1.ExecutionService", ["streamExecution"]);
     this.images = this.#transport.client<typeof ImageService>("cleanroom.v1.ImageService", ["pullImage", "importImage", "warmup"]);
     this.hostService = this.#transport.client<typeof HostService>("cleanroom.v1.HostService", []);
+    this.snapshots = this.#transport.client<typeof SnapshotService>("cleanroom.v1.SnapshotService", []);
   }
 
   async createSandbox(opts: CreateSandboxOptions = {}): Promise<SandboxHandle> {
@@ -121,6 +125,7 @@ export class Cleanroom {
       resources: { vcpus: opts.resources?.vcpus ?? 0, memoryMib: opts.resources?.memoryMiB ?? 0, pidsLimit: opts.resources?.pidsLimit ?? 0 },
       ...(opts.policy ? { compiledPolicyJson: opts.policy.json, policyHash: opts.policy.hash } : {}),
       ...(opts.repository ? { repositoryCheckout: { remoteUrl: opts.repository.remoteUrl, commit: opts.repository.commit ?? "latest", branch: opts.repository.branch ?? "" } } : {}),
+      ...(opts.fromSnapshot ? { fromSnapshotId: opts.fromSnapshot } : {}),
     };
     if (!opts.onProgress) return new SandboxHandle(this, (await this.sandboxes.createSandbox(request)).sandbox ?? {});
     for await (const update of this.sandboxes.createSandboxStream(request)) {

@@ -1,11 +1,11 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import {
-  ExecutionKind, ExecutionSchema, ExecutionStatus, ImageSchema, SandboxEventSchema, SandboxSchema, SandboxStatus,
-  type Execution, type Image, type Sandbox, type SandboxEvent,
+  ExecutionKind, ExecutionSchema, ExecutionStatus, ImageSchema, SandboxEventSchema, SandboxSchema, SandboxStatus, SnapshotSchema,
+  type Execution, type Image, type RepositoryState, type Sandbox, type SandboxEvent, type Snapshot,
 } from "../api/index.ts";
 import type { ImageRecord } from "../image/index.ts";
-import type { ExecutionRecord, SandboxEventRecord, SandboxRecord } from "../sandbox/index.ts";
+import type { ExecutionRecord, RepositoryRecord, SandboxEventRecord, SandboxRecord, SnapshotRecord } from "../sandbox/index.ts";
 
 function timestamp(iso: string | null): Timestamp | undefined {
   return iso ? timestampFromDate(new Date(iso)) : undefined;
@@ -25,7 +25,27 @@ export function sandboxMessage(record: SandboxRecord): Sandbox {
     policyHash: record.policyHash,
     dangerouslyAllowAll: record.dangerouslyAllowAll,
     labels: record.labels,
-    ...(record.repository ? { repository: { remoteUrl: record.repository.remoteUrl, commit: record.repository.commit, branch: record.repository.branch ?? "", path: record.repository.path } } : {}),
+    ...(record.repository ? { repository: repositoryState(record.repository) } : {}),
+    fromSnapshotId: record.fromSnapshot ?? "",
+  });
+}
+
+function repositoryState(repository: RepositoryRecord): RepositoryState {
+  return { $typeName: "cleanroom.v1.RepositoryState", remoteUrl: repository.remoteUrl, commit: repository.commit, branch: repository.branch ?? "", path: repository.path };
+}
+
+export function snapshotMessage(record: SnapshotRecord): Snapshot {
+  return create(SnapshotSchema, {
+    snapshotId: record.id,
+    name: record.name,
+    sandboxId: record.sandboxId,
+    createdAt: timestamp(record.createdAt),
+    backend: record.backend,
+    imageRef: record.imageRef,
+    imageDigest: record.imageDigest,
+    policyHash: record.policyHash,
+    ...(record.repository ? { repository: repositoryState(record.repository) } : {}),
+    diskBytes: BigInt(record.diskBytes),
   });
 }
 

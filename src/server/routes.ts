@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
 import { createWritableIterable } from "@connectrpc/connect/protocol";
 import {
-  CreatePhase, CreateSandboxStreamResponseSchema, ExecutionService, ExecutionStatus, HostService, ImageService, SandboxService,
+  CreatePhase, CreateSandboxStreamResponseSchema, ExecutionService, ExecutionStatus, HostService, ImageService, SandboxService, SnapshotService,
   type CreateSandboxRequest, type ImageProgress as ImageProgressMessage, type RepositoryCheckout,
 } from "../api/index.ts";
 import { probeHost } from "../backends/index.ts";
@@ -11,7 +11,7 @@ import { verifyCompiledPolicy } from "../policy/index.ts";
 import type { ImageProgress, ImageRecord } from "../image/index.ts";
 import type { CreateProgress, CreateSandboxInput, RepositoryCheckoutInput } from "../sandbox/index.ts";
 import { fileMethods } from "./file-routes.ts";
-import { eventMessage, executionMessage, imageMessage, sandboxMessage } from "./convert.ts";
+import { eventMessage, executionMessage, imageMessage, sandboxMessage, snapshotMessage } from "./convert.ts";
 import type { DaemonContext } from "./daemon-context.ts";
 
 const PHASES: Record<CreateProgress["phase"], CreatePhase> = {
@@ -26,6 +26,7 @@ const PHASES: Record<CreateProgress["phase"], CreatePhase> = {
   bootstrap_dependencies: CreatePhase.BOOTSTRAP_DEPENDENCIES,
   bootstrap_services: CreatePhase.BOOTSTRAP_SERVICES,
   publish_cache: CreatePhase.PUBLISH_CACHE,
+  restore_snapshot: CreatePhase.RESTORE_SNAPSHOT,
 };
 
 /** Registers the cleanroom.v1 services on `router`, backed by the daemon's parts. */
@@ -66,6 +67,21 @@ export function registerRoutes(router: ConnectRouter, daemon: DaemonContext): vo
       for await (const event of supervisor.streamEvents(req.sandboxId, Number(req.afterSequence), req.follow, ctx.signal)) {
         yield { event: eventMessage(event) };
       }
+    },
+  });
+
+  router.service(SnapshotService, {
+    async createSnapshot(req) {
+      return { snapshot: snapshotMessage(await supervisor.createSnapshot(req.sandboxId, req.name)) };
+    },
+    async getSnapshot(req) {
+      return { snapshot: snapshotMessage(supervisor.getSnapshot(req.snapshotId)) };
+    },
+    async listSnapshots() {
+      return { snapshots: supervisor.listSnapshots().map(snapshotMessage) };
+    },
+    async deleteSnapshot(req) {
+      return { snapshot: snapshotMessage(await supervisor.deleteSnapshot(req.snapshotId)) };
     },
   });
 
@@ -191,6 +207,7 @@ async function createInput(req: CreateSandboxRequest): Promise<CreateSandboxInpu
     dangerouslyAllowAll: req.dangerouslyAllowAll,
     labels: req.labels,
     ...(req.repositoryCheckout ? { repository: repositoryInput(req.repositoryCheckout) } : {}),
+    ...(req.fromSnapshotId ? { fromSnapshot: req.fromSnapshotId } : {}),
   };
 }
 

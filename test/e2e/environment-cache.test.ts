@@ -76,6 +76,13 @@ test("npm ci runs on a miss; a source-only commit restores node_modules without 
   assert.equal(again.code, 0, again.stderr);
   assert.deepEqual(again.stdout.trim().split("\n"), [NODE_PROJECT_TEST_OUTPUT, "// a source-only change", "700", "npm-cache-restored"]);
 
+  // a snapshot of a sandbox whose node_modules is a cache layer stacks that layer again
+  const snapshot = await world.daemon.cli(["snapshot", "create", second.id]);
+  assert.equal(snapshot.code, 0, snapshot.stderr);
+  const fromSnapshot = await world.daemon.cli(["exec", "--from", snapshot.stdout.trim(), "--", "npm", "test", "--silent"], { timeoutMs: 180_000 });
+  assert.equal(fromSnapshot.code, 0, fromSnapshot.stderr);
+  assert.equal(fromSnapshot.stdout.trim(), NODE_PROJECT_TEST_OUTPUT);
+
   pushCommit(bare, bumpedLockfile(), "bump cr-words");
   const third = await create("org/app.git");
   assert.equal(third.code, 0, third.stderr);

@@ -12,7 +12,7 @@ import { probeLinux } from "./probe.ts";
 import { isInitAlive, readContainerState, runDetached, setFrozen, type Runc } from "./runc.ts";
 import { sandboxesDir, sandboxIdPattern, sandboxLayout, type SandboxLayout } from "./sandbox-layout.ts";
 import { teardownSandbox } from "./teardown.ts";
-import { scanUpperDir } from "./upper-scan.ts";
+import { copyLayer, scanUpperDir } from "./upper-scan.ts";
 
 const runcRunTimeoutMs = 30_000;
 const maxLogExcerptBytes = 16 * 1024;
@@ -184,6 +184,15 @@ export function createLinuxBackend(options: LinuxBackendOptions): Backend {
       await setFrozen(runc, sandboxId, true);
       try {
         return await scanUpperDir(sandboxLayout(opts.stateDir, sandboxId).upper, maxEntries);
+      } finally {
+        await setFrozen(runc, sandboxId, false);
+      }
+    },
+    copyWrites: async (sandboxId, dest) => {
+      checkId(sandboxId);
+      await setFrozen(runc, sandboxId, true);
+      try {
+        await copyLayer(sandboxLayout(opts.stateDir, sandboxId).upper, dest);
       } finally {
         await setFrozen(runc, sandboxId, false);
       }

@@ -1,5 +1,6 @@
 import { lstat, readdir } from "node:fs/promises";
 import { join } from "node:path";
+import { describeFailure, tryCommand } from "../../host-command/index.ts";
 import type { WriteScan } from "../types.ts";
 
 /**
@@ -30,4 +31,14 @@ export async function scanUpperDir(upper: string, maxEntries: number): Promise<W
     }
   }
   return { entries, truncated: false };
+}
+
+/**
+ * Copies an upper dir as it is: ownership (already in the sandbox's id range), modes, times, hard links, xattrs
+ * (overlay's opaque markers) and whiteout devices; symlinks are copied as symlinks, never followed.
+ */
+export async function copyLayer(upper: string, dest: string): Promise<void> {
+  const args = ["-a", "--reflink=auto", "--no-target-directory", upper, dest];
+  const r = await tryCommand("cp", args, { timeoutMs: 60 * 60_000 });
+  if (r.code !== 0) throw new Error(describeFailure("cp", args, r));
 }

@@ -12,6 +12,8 @@ export interface ExecFlags {
   repoUrl?: string;
   repoCommit?: string;
   backend?: string;
+  /** a snapshot id: the new sandbox's filesystem and policy */
+  from?: string;
   env?: string[];
   tty?: boolean;
   stdin?: boolean; // commander's --no-stdin sets this to false
@@ -38,7 +40,7 @@ export async function runExec(args: string[], flags: ExecFlags, mode: { console:
   const attachStdin = flags.stdin !== false;
   const syncRoot = flags.copyIn || flags.copyOut ? await checkoutRootForSync(flags.chdir) : undefined;
   const created = !flags.in;
-  const sandbox = flags.in ? client.sandbox(flags.in) : await createFromSource(client, flags, await sandboxSourceWithWarnings(flags));
+  const sandbox = flags.in ? client.sandbox(flags.in) : await createFromSource(client, flags, flags.from ? {} : await sandboxSourceWithWarnings(flags));
   if (flags.printSandboxId) process.stderr.write(`${sandbox.id}\n`);
   try {
     const workspace = syncRoot ? await import("./workspace.ts") : undefined;
@@ -60,7 +62,7 @@ export async function runExec(args: string[], flags: ExecFlags, mode: { console:
 }
 
 /** The flags that shape a new sandbox (exec, console, create). */
-export type NewSandboxFlags = Pick<ExecFlags, "image" | "backend" | "launchSeconds" | "dangerouslyAllowAll" | "copyIn">;
+export type NewSandboxFlags = Pick<ExecFlags, "image" | "backend" | "launchSeconds" | "dangerouslyAllowAll" | "copyIn" | "from">;
 
 /** A new sandbox from the flags and its repository and policy (see sandbox-source.ts). */
 export function createFromSource(client: Cleanroom, flags: NewSandboxFlags, source: Pick<SandboxSource, "policy" | "repository">): Promise<SandboxHandle> {
@@ -72,6 +74,7 @@ export function createFromSource(client: Cleanroom, flags: NewSandboxFlags, sour
     ...(flags.backend ? { backend: flags.backend } : {}),
     ...(flags.launchSeconds ? { launchSeconds: parsePositiveInt(flags.launchSeconds, "--launch-seconds") } : {}),
     ...(flags.dangerouslyAllowAll ? { dangerouslyAllowAll: true } : {}),
+    ...(flags.from ? { fromSnapshot: flags.from } : {}),
     // a checkout may run dependency blocks: their cache outcome is always shown, the other steps on a terminal
     ...(source.repository ? { onProgress: showCreateProgress } : {}),
   });

@@ -1,4 +1,4 @@
-import type { SandboxJson } from "../../api/index.ts";
+import type { RepositoryStateJson, SandboxJson } from "../../api/index.ts";
 import { Cleanroom, enumName } from "../../sdk/index.ts";
 import { age, printJson, printTable } from "../output.ts";
 import { checkoutRootForSync, createFromSource, sandboxSourceWithWarnings } from "./exec.ts";
@@ -6,12 +6,13 @@ import { checkoutRootForSync, createFromSource, sandboxSourceWithWarnings } from
 export interface CreateFlags {
   host?: string; chdir?: string; image?: string; repoUrl?: string; repoCommit?: string; backend?: string; launchSeconds?: string; dangerouslyAllowAll?: boolean; json?: boolean;
   copyIn?: boolean;
+  from?: string;
 }
 
 /** `create` reads the repository's policy (-c); `sandbox create` is repository-agnostic. */
 export async function createSandbox(flags: CreateFlags, opts: { readPolicy: boolean }): Promise<number> {
   const client = new Cleanroom({ ...(flags.host ? { host: flags.host } : {}) });
-  const source = opts.readPolicy ? await sandboxSourceWithWarnings(flags) : { warnings: [] };
+  const source = opts.readPolicy && !flags.from ? await sandboxSourceWithWarnings(flags) : { warnings: [] };
   const syncRoot = flags.copyIn ? await checkoutRootForSync(flags.chdir) : undefined;
   const sandbox = await createFromSource(client, flags, source);
   if (syncRoot) {
@@ -92,6 +93,12 @@ function sandboxView(s: SandboxJson) {
     dangerously_allow_all: s.dangerouslyAllowAll ?? false,
     resources: { vcpus: s.resources?.vcpus ?? 0, memory_mib: s.resources?.memoryMib ?? 0, pids_limit: s.resources?.pidsLimit ?? 0 },
     labels: s.labels ?? {},
-    ...(s.repository ? { repository: { remote_url: s.repository.remoteUrl ?? "", commit: s.repository.commit ?? "", branch: s.repository.branch ?? "", path: s.repository.path ?? "" } } : {}),
+    ...(s.repository ? { repository: repositoryView(s.repository) } : {}),
+    ...(s.fromSnapshotId ? { from_snapshot_id: s.fromSnapshotId } : {}),
   };
+}
+
+/** A sandbox's or snapshot's repository as the CLI shows it. */
+export function repositoryView(r: RepositoryStateJson) {
+  return { remote_url: r.remoteUrl ?? "", commit: r.commit ?? "", branch: r.branch ?? "", path: r.path ?? "" };
 }

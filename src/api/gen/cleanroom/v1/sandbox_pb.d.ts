@@ -129,6 +129,13 @@ export declare type Sandbox = Message<"cleanroom.v1.Sandbox"> & {
    * @generated from field: cleanroom.v1.RepositoryState repository = 13;
    */
   repository?: RepositoryState | undefined;
+
+  /**
+   * the snapshot the sandbox was made from
+   *
+   * @generated from field: string from_snapshot_id = 14;
+   */
+  fromSnapshotId: string;
 };
 
 /**
@@ -203,6 +210,13 @@ export declare type SandboxJson = {
    * @generated from field: cleanroom.v1.RepositoryState repository = 13;
    */
   repository?: RepositoryStateJson;
+
+  /**
+   * the snapshot the sandbox was made from
+   *
+   * @generated from field: string from_snapshot_id = 14;
+   */
+  fromSnapshotId?: string;
 };
 
 /**
@@ -406,6 +420,13 @@ export declare type CreateSandboxRequest = Message<"cleanroom.v1.CreateSandboxRe
    * @generated from field: cleanroom.v1.RepositoryCheckout repository_checkout = 9;
    */
   repositoryCheckout?: RepositoryCheckout | undefined;
+
+  /**
+   * start from this snapshot's filesystem, and its policy unless one is sent
+   *
+   * @generated from field: string from_snapshot_id = 10;
+   */
+  fromSnapshotId: string;
 };
 
 /**
@@ -467,6 +488,13 @@ export declare type CreateSandboxRequestJson = {
    * @generated from field: cleanroom.v1.RepositoryCheckout repository_checkout = 9;
    */
   repositoryCheckout?: RepositoryCheckoutJson;
+
+  /**
+   * start from this snapshot's filesystem, and its policy unless one is sent
+   *
+   * @generated from field: string from_snapshot_id = 10;
+   */
+  fromSnapshotId?: string;
 };
 
 /**
@@ -2213,12 +2241,17 @@ export enum CreatePhase {
    * @generated from enum value: CREATE_PHASE_PUBLISH_CACHE = 11;
    */
   PUBLISH_CACHE = 11,
+
+  /**
+   * @generated from enum value: CREATE_PHASE_RESTORE_SNAPSHOT = 12;
+   */
+  RESTORE_SNAPSHOT = 12,
 }
 
 /**
  * @generated from enum cleanroom.v1.CreatePhase
  */
-export declare type CreatePhaseJson = "CREATE_PHASE_UNSPECIFIED" | "CREATE_PHASE_RESOLVE_IMAGE" | "CREATE_PHASE_PULL_IMAGE" | "CREATE_PHASE_PROVISION" | "CREATE_PHASE_READY" | "CREATE_PHASE_RESOLVE_REPOSITORY" | "CREATE_PHASE_BOOTSTRAP_REPOSITORY" | "CREATE_PHASE_LOOKUP_CACHE" | "CREATE_PHASE_RESTORE_CACHE" | "CREATE_PHASE_BOOTSTRAP_DEPENDENCIES" | "CREATE_PHASE_BOOTSTRAP_SERVICES" | "CREATE_PHASE_PUBLISH_CACHE";
+export declare type CreatePhaseJson = "CREATE_PHASE_UNSPECIFIED" | "CREATE_PHASE_RESOLVE_IMAGE" | "CREATE_PHASE_PULL_IMAGE" | "CREATE_PHASE_PROVISION" | "CREATE_PHASE_READY" | "CREATE_PHASE_RESOLVE_REPOSITORY" | "CREATE_PHASE_BOOTSTRAP_REPOSITORY" | "CREATE_PHASE_LOOKUP_CACHE" | "CREATE_PHASE_RESTORE_CACHE" | "CREATE_PHASE_BOOTSTRAP_DEPENDENCIES" | "CREATE_PHASE_BOOTSTRAP_SERVICES" | "CREATE_PHASE_PUBLISH_CACHE" | "CREATE_PHASE_RESTORE_SNAPSHOT";
 
 /**
  * Describes the enum cleanroom.v1.CreatePhase.
