@@ -142,6 +142,13 @@ export function buildProgram(): Command {
   const system = program.command("system").description("host-level maintenance");
   system.command("warmup").description("build the default base image and unpack it, so the first sandbox starts fast").option("--backend <name>").option("--json", "JSON output")
     .action(action(async (flags: Record<string, unknown>, command: Command) => (await import("./commands/host.ts")).warmup(await withHost(command, flags))));
+  system.command("df").description("host storage by category, and what prune would free").option("--json", "JSON output")
+    .action(action(async (flags: Record<string, unknown>, command: Command) => (await import("./commands/storage.ts")).diskUsage(await withHost(command, flags))));
+  system.command("prune").description("remove terminated sandboxes, their artifacts and superseded caches (--all: everything no live sandbox uses)")
+    .option("--dry-run", "only list what would be removed").option("--force", "do not ask (needed without a terminal)")
+    .option("--all", "also snapshots, block caches, images, mirrors and the content cache that no live sandbox uses")
+    .option("--older-than <age>", "only what was last used longer ago, e.g. 7d, 12h").option("--json", "JSON output")
+    .action(action(async (flags: Record<string, unknown>, command: Command) => (await import("./commands/storage.ts")).prune(await withHost(command, flags))));
   program.command("version").option("--json", "JSON output")
     .action(action(async (flags: Record<string, unknown>, command: Command) => (await import("./commands/host.ts")).version(await withHost(command, flags), CLIENT_VERSION)));
 

@@ -28,6 +28,11 @@ export interface Gateway {
   readonly repositories: RepositoryLookup;
   /** `doctor` lines: where it listens, which upstreams have credentials (never values), a GitHub App that cannot load */
   diagnose(): { name: string; ok: boolean; detail: string }[];
+  /**
+   * Where the transport caches live, for storage accounting and pruning: one bare repository per upstream under
+   * `mirrors` (re-cloned on next use when removed), content blobs under `content` (a missing blob is re-fetched).
+   */
+  readonly cacheDirs: { mirrors: string; content: string };
   close(): Promise<void>;
 }
 
@@ -137,6 +142,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     url: `http://${publicHost}:${listeningPort}`,
     guestEnvironment: (caller) => guestEnvironment(`http://${publicHost}:${listeningPort}`, caller, settings),
     repositories: new RepositoryLookup(mirrorsFor(context)),
+    cacheDirs: { mirrors: mirrorsFor(context).projectRoot, content: join(opts.stateDir, "content", "blobs") },
     diagnose() {
       const hosts = credentials.configuredHosts();
       const appProblem = credentials.githubAppProblem();

@@ -188,6 +188,11 @@ export class ImageStore {
     return collectGarbage(this.layout, this.refs, this.layers, this.logger);
   }
 
+  /** Where unpacked layers live (storage accounting). */
+  get layersRoot(): string {
+    return this.layout.layers;
+  }
+
   /** Unpacked layer dirs, lowest first, ready to be overlayfs lowerdirs (reverse them for the option string). */
   async layerDirs(image: ImageRecord): Promise<string[]> {
     await this.init();

@@ -1,4 +1,4 @@
-import { mkdir } from "node:fs/promises";
+import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { connectAgent, SandboxFiles, type AgentClient } from "../agent-protocol/index.ts";
 import type { Backend, BackendName } from "../backends/index.ts";
@@ -337,6 +337,19 @@ export class SandboxSupervisor {
     const users = this.#store.listSandboxes(LIVE_SANDBOX_STATUSES).filter((s) => s.fromSnapshot === id).map((s) => s.id);
     if (users.length) throw new CleanroomError("failed_precondition", `snapshot ${id} is the base of live sandbox(es) ${users.join(", ")}; terminate them first`);
     return this.#snapshots.remove(id);
+  }
+
+  /** Every sandbox record, spares and terminated ones included (storage accounting). */
+  allSandboxRecords(): SandboxRecord[] {
+    return this.#store.listSandboxes();
+  }
+
+  /** Forgets a terminated sandbox: its record, events and execution records and artifacts. */
+  async forgetSandbox(id: string): Promise<void> {
+    const record = this.#store.getSandbox(id);
+    if (!record || LIVE_SANDBOX_STATUSES.includes(record.status)) throw new CleanroomError("failed_precondition", `sandbox ${id} is not terminated`);
+    for (const execution of this.#store.listExecutions({ sandboxId: id })) await rm(this.#runner.artifactsDir(execution.id), { recursive: true, force: true });
+    this.#store.deleteSandbox(id);
   }
 
   /** Creates an execution in a READY sandbox and starts it. */

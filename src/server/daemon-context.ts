@@ -1,4 +1,5 @@
 import type { BackendName, createLinuxBackend } from "../backends/index.ts";
+import type { BlockCache } from "../cache/index.ts";
 import type { Gateway } from "../gateway/index.ts";
 import type { ImageStore } from "../image/index.ts";
 import type { SandboxSupervisor } from "../sandbox/index.ts";
@@ -7,7 +8,10 @@ import type { SandboxSupervisor } from "../sandbox/index.ts";
 export interface DaemonContext {
   supervisor: SandboxSupervisor;
   images: ImageStore;
-  gateway: Pick<Gateway, "diagnose">;
+  gateway: Pick<Gateway, "diagnose" | "cacheDirs">;
+  blockCache: BlockCache;
+  /** the daemon's state dir (executions, sandboxes) */
+  stateDir: string;
   defaultBackend: BackendName;
   backendOptions: Parameters<typeof createLinuxBackend>[0];
   version: string;

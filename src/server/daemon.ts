@@ -60,6 +60,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const network = await startNetwork(paths, log, resolver, gateway);
   const defaultBackend: BackendName = config.default_backend ?? "linux";
   const backendConfig = config.backends?.[defaultBackend] ?? {};
+  const blockCache = await BlockCache.open(join(paths.stateDir, "caches", "blocks"), log);
   const supervisor = await SandboxSupervisor.open({
     stateDir: paths.stateDir,
     images,
@@ -75,13 +76,13 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     ...(network ? { network } : {}),
     gateway,
     repositories: gateway.repositories,
-    blockCache: await BlockCache.open(join(paths.stateDir, "caches", "blocks"), log),
+    blockCache,
     idRange: sandboxIdRange,
     minimumOutputBytes: backendConfig.minimum_cache_output_volume_bytes ?? DEFAULT_MINIMUM_OUTPUT_BYTES,
     logger: log,
   });
   supervisorRef = supervisor;
-  const context: DaemonContext = { supervisor, images, gateway, defaultBackend, backendOptions, version, agentProtocolVersion: AGENT_PROTOCOL_VERSION };
+  const context: DaemonContext = { supervisor, images, gateway, blockCache, stateDir: paths.stateDir, defaultBackend, backendOptions, version, agentProtocolVersion: AGENT_PROTOCOL_VERSION };
   const handler = connectNodeAdapter({
     routes: (router) => registerRoutes(router, context),
     interceptors: [reasonCodeInterceptor(log)],

@@ -11,6 +11,7 @@ import { verifyCompiledPolicy } from "../policy/index.ts";
 import type { ImageProgress, ImageRecord } from "../image/index.ts";
 import type { CreateProgress, CreateSandboxInput, RepositoryCheckoutInput } from "../sandbox/index.ts";
 import { fileMethods } from "./file-routes.ts";
+import { pruneStorage, storageUsage, type StorageSelection } from "./storage.ts";
 import { eventMessage, executionMessage, imageMessage, sandboxMessage, snapshotMessage } from "./convert.ts";
 import type { DaemonContext } from "./daemon-context.ts";
 
@@ -189,6 +190,22 @@ export function registerRoutes(router: ConnectRouter, daemon: DaemonContext): vo
         defaultBackend: daemon.defaultBackend,
       };
     },
+    async storageUsage(req) {
+      const categories = await storageUsage(daemon, selectionOf(req.selection));
+      return {
+        categories: categories.map((c) => ({ ...c, bytes: BigInt(c.bytes), reclaimableBytes: BigInt(c.reclaimableBytes) })),
+        totalBytes: BigInt(categories.reduce((total, c) => total + c.bytes, 0)),
+        reclaimableBytes: BigInt(categories.reduce((total, c) => total + c.reclaimableBytes, 0)),
+      };
+    },
+    async pruneStorage(req) {
+      const removed = await pruneStorage(daemon, selectionOf(req.selection), req.dryRun);
+      return {
+        removed: removed.map((item) => ({ category: item.category, id: item.id, bytes: BigInt(item.bytes), lastUsedAt: item.lastUsedAt })),
+        reclaimedBytes: BigInt(removed.reduce((total, item) => total + item.bytes, 0)),
+        dryRun: req.dryRun,
+      };
+    },
     async getVersion() {
       return { version: daemon.version, agentProtocol: String(daemon.agentProtocolVersion) };
     },
@@ -209,6 +226,10 @@ async function createInput(req: CreateSandboxRequest): Promise<CreateSandboxInpu
     ...(req.repositoryCheckout ? { repository: repositoryInput(req.repositoryCheckout) } : {}),
     ...(req.fromSnapshotId ? { fromSnapshot: req.fromSnapshotId } : {}),
   };
+}
+
+function selectionOf(selection: { all: boolean; olderThanSeconds: bigint } | undefined): StorageSelection {
+  return { all: selection?.all ?? false, olderThanSeconds: Number(selection?.olderThanSeconds ?? 0n) };
 }
 
 function repositoryInput(checkout: RepositoryCheckout): RepositoryCheckoutInput {

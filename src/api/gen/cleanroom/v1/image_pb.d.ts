@@ -678,6 +678,352 @@ export declare type GetVersionResponseJson = {
 export declare const GetVersionResponseSchema: GenMessage<GetVersionResponse, {jsonType: GetVersionResponseJson}>;
 
 /**
+ * Which stored things a prune takes: by default only leftovers (terminated sandboxes, their execution artifacts,
+ * superseded block outputs, dangling image layers); with `all`, everything no live sandbox uses. Never anything a
+ * live sandbox uses.
+ *
+ * @generated from message cleanroom.v1.StorageSelection
+ */
+export declare type StorageSelection = Message<"cleanroom.v1.StorageSelection"> & {
+  /**
+   * @generated from field: bool all = 1;
+   */
+  all: boolean;
+
+  /**
+   * only what was last used longer ago than this; 0 = no age limit
+   *
+   * @generated from field: uint64 older_than_seconds = 2;
+   */
+  olderThanSeconds: bigint;
+};
+
+/**
+ * Which stored things a prune takes: by default only leftovers (terminated sandboxes, their execution artifacts,
+ * superseded block outputs, dangling image layers); with `all`, everything no live sandbox uses. Never anything a
+ * live sandbox uses.
+ *
+ * @generated from message cleanroom.v1.StorageSelection
+ */
+export declare type StorageSelectionJson = {
+  /**
+   * @generated from field: bool all = 1;
+   */
+  all?: boolean;
+
+  /**
+   * only what was last used longer ago than this; 0 = no age limit
+   *
+   * @generated from field: uint64 older_than_seconds = 2;
+   */
+  olderThanSeconds?: string;
+};
+
+/**
+ * Describes the message cleanroom.v1.StorageSelection.
+ * Use `create(StorageSelectionSchema)` to create a new message.
+ */
+export declare const StorageSelectionSchema: GenMessage<StorageSelection, {jsonType: StorageSelectionJson}>;
+
+/**
+ * @generated from message cleanroom.v1.StorageCategory
+ */
+export declare type StorageCategory = Message<"cleanroom.v1.StorageCategory"> & {
+  /**
+   * sandboxes, snapshots, stage_caches, images, rootfs_cache, repository_mirrors, content_cache, execution_artifacts
+   *
+   * @generated from field: string category = 1;
+   */
+  category: string;
+
+  /**
+   * @generated from field: uint32 count = 2;
+   */
+  count: number;
+
+  /**
+   * @generated from field: uint64 bytes = 3;
+   */
+  bytes: bigint;
+
+  /**
+   * in use by a live sandbox (or kept on purpose): never pruned
+   *
+   * @generated from field: uint32 active = 4;
+   */
+  active: number;
+
+  /**
+   * @generated from field: uint32 reclaimable_count = 5;
+   */
+  reclaimableCount: number;
+
+  /**
+   * @generated from field: uint64 reclaimable_bytes = 6;
+   */
+  reclaimableBytes: bigint;
+};
+
+/**
+ * @generated from message cleanroom.v1.StorageCategory
+ */
+export declare type StorageCategoryJson = {
+  /**
+   * sandboxes, snapshots, stage_caches, images, rootfs_cache, repository_mirrors, content_cache, execution_artifacts
+   *
+   * @generated from field: string category = 1;
+   */
+  category?: string;
+
+  /**
+   * @generated from field: uint32 count = 2;
+   */
+  count?: number;
+
+  /**
+   * @generated from field: uint64 bytes = 3;
+   */
+  bytes?: string;
+
+  /**
+   * in use by a live sandbox (or kept on purpose): never pruned
+   *
+   * @generated from field: uint32 active = 4;
+   */
+  active?: number;
+
+  /**
+   * @generated from field: uint32 reclaimable_count = 5;
+   */
+  reclaimableCount?: number;
+
+  /**
+   * @generated from field: uint64 reclaimable_bytes = 6;
+   */
+  reclaimableBytes?: string;
+};
+
+/**
+ * Describes the message cleanroom.v1.StorageCategory.
+ * Use `create(StorageCategorySchema)` to create a new message.
+ */
+export declare const StorageCategorySchema: GenMessage<StorageCategory, {jsonType: StorageCategoryJson}>;
+
+/**
+ * @generated from message cleanroom.v1.StorageItem
+ */
+export declare type StorageItem = Message<"cleanroom.v1.StorageItem"> & {
+  /**
+   * @generated from field: string category = 1;
+   */
+  category: string;
+
+  /**
+   * @generated from field: string id = 2;
+   */
+  id: string;
+
+  /**
+   * @generated from field: uint64 bytes = 3;
+   */
+  bytes: bigint;
+
+  /**
+   * @generated from field: string last_used_at = 4;
+   */
+  lastUsedAt: string;
+};
+
+/**
+ * @generated from message cleanroom.v1.StorageItem
+ */
+export declare type StorageItemJson = {
+  /**
+   * @generated from field: string category = 1;
+   */
+  category?: string;
+
+  /**
+   * @generated from field: string id = 2;
+   */
+  id?: string;
+
+  /**
+   * @generated from field: uint64 bytes = 3;
+   */
+  bytes?: string;
+
+  /**
+   * @generated from field: string last_used_at = 4;
+   */
+  lastUsedAt?: string;
+};
+
+/**
+ * Describes the message cleanroom.v1.StorageItem.
+ * Use `create(StorageItemSchema)` to create a new message.
+ */
+export declare const StorageItemSchema: GenMessage<StorageItem, {jsonType: StorageItemJson}>;
+
+/**
+ * @generated from message cleanroom.v1.StorageUsageRequest
+ */
+export declare type StorageUsageRequest = Message<"cleanroom.v1.StorageUsageRequest"> & {
+  /**
+   * @generated from field: cleanroom.v1.StorageSelection selection = 1;
+   */
+  selection?: StorageSelection | undefined;
+};
+
+/**
+ * @generated from message cleanroom.v1.StorageUsageRequest
+ */
+export declare type StorageUsageRequestJson = {
+  /**
+   * @generated from field: cleanroom.v1.StorageSelection selection = 1;
+   */
+  selection?: StorageSelectionJson;
+};
+
+/**
+ * Describes the message cleanroom.v1.StorageUsageRequest.
+ * Use `create(StorageUsageRequestSchema)` to create a new message.
+ */
+export declare const StorageUsageRequestSchema: GenMessage<StorageUsageRequest, {jsonType: StorageUsageRequestJson}>;
+
+/**
+ * @generated from message cleanroom.v1.StorageUsageResponse
+ */
+export declare type StorageUsageResponse = Message<"cleanroom.v1.StorageUsageResponse"> & {
+  /**
+   * @generated from field: repeated cleanroom.v1.StorageCategory categories = 1;
+   */
+  categories: StorageCategory[];
+
+  /**
+   * @generated from field: uint64 total_bytes = 2;
+   */
+  totalBytes: bigint;
+
+  /**
+   * @generated from field: uint64 reclaimable_bytes = 3;
+   */
+  reclaimableBytes: bigint;
+};
+
+/**
+ * @generated from message cleanroom.v1.StorageUsageResponse
+ */
+export declare type StorageUsageResponseJson = {
+  /**
+   * @generated from field: repeated cleanroom.v1.StorageCategory categories = 1;
+   */
+  categories?: StorageCategoryJson[];
+
+  /**
+   * @generated from field: uint64 total_bytes = 2;
+   */
+  totalBytes?: string;
+
+  /**
+   * @generated from field: uint64 reclaimable_bytes = 3;
+   */
+  reclaimableBytes?: string;
+};
+
+/**
+ * Describes the message cleanroom.v1.StorageUsageResponse.
+ * Use `create(StorageUsageResponseSchema)` to create a new message.
+ */
+export declare const StorageUsageResponseSchema: GenMessage<StorageUsageResponse, {jsonType: StorageUsageResponseJson}>;
+
+/**
+ * @generated from message cleanroom.v1.PruneStorageRequest
+ */
+export declare type PruneStorageRequest = Message<"cleanroom.v1.PruneStorageRequest"> & {
+  /**
+   * @generated from field: cleanroom.v1.StorageSelection selection = 1;
+   */
+  selection?: StorageSelection | undefined;
+
+  /**
+   * list what would go without removing anything
+   *
+   * @generated from field: bool dry_run = 2;
+   */
+  dryRun: boolean;
+};
+
+/**
+ * @generated from message cleanroom.v1.PruneStorageRequest
+ */
+export declare type PruneStorageRequestJson = {
+  /**
+   * @generated from field: cleanroom.v1.StorageSelection selection = 1;
+   */
+  selection?: StorageSelectionJson;
+
+  /**
+   * list what would go without removing anything
+   *
+   * @generated from field: bool dry_run = 2;
+   */
+  dryRun?: boolean;
+};
+
+/**
+ * Describes the message cleanroom.v1.PruneStorageRequest.
+ * Use `create(PruneStorageRequestSchema)` to create a new message.
+ */
+export declare const PruneStorageRequestSchema: GenMessage<PruneStorageRequest, {jsonType: PruneStorageRequestJson}>;
+
+/**
+ * @generated from message cleanroom.v1.PruneStorageResponse
+ */
+export declare type PruneStorageResponse = Message<"cleanroom.v1.PruneStorageResponse"> & {
+  /**
+   * @generated from field: repeated cleanroom.v1.StorageItem removed = 1;
+   */
+  removed: StorageItem[];
+
+  /**
+   * @generated from field: uint64 reclaimed_bytes = 2;
+   */
+  reclaimedBytes: bigint;
+
+  /**
+   * @generated from field: bool dry_run = 3;
+   */
+  dryRun: boolean;
+};
+
+/**
+ * @generated from message cleanroom.v1.PruneStorageResponse
+ */
+export declare type PruneStorageResponseJson = {
+  /**
+   * @generated from field: repeated cleanroom.v1.StorageItem removed = 1;
+   */
+  removed?: StorageItemJson[];
+
+  /**
+   * @generated from field: uint64 reclaimed_bytes = 2;
+   */
+  reclaimedBytes?: string;
+
+  /**
+   * @generated from field: bool dry_run = 3;
+   */
+  dryRun?: boolean;
+};
+
+/**
+ * Describes the message cleanroom.v1.PruneStorageResponse.
+ * Use `create(PruneStorageResponseSchema)` to create a new message.
+ */
+export declare const PruneStorageResponseSchema: GenMessage<PruneStorageResponse, {jsonType: PruneStorageResponseJson}>;
+
+/**
  * ImageService manages the daemon's local image store (Cleanroom's `image` and `system warmup` commands).
  *
  * @generated from service cleanroom.v1.ImageService
@@ -738,6 +1084,24 @@ export declare const HostService: GenService<{
     methodKind: "unary";
     input: typeof DoctorRequestSchema;
     output: typeof DoctorResponseSchema;
+  },
+  /**
+   * host storage by category, and what a prune with the same selection would free
+   *
+   * @generated from rpc cleanroom.v1.HostService.StorageUsage
+   */
+  storageUsage: {
+    methodKind: "unary";
+    input: typeof StorageUsageRequestSchema;
+    output: typeof StorageUsageResponseSchema;
+  },
+  /**
+   * @generated from rpc cleanroom.v1.HostService.PruneStorage
+   */
+  pruneStorage: {
+    methodKind: "unary";
+    input: typeof PruneStorageRequestSchema;
+    output: typeof PruneStorageResponseSchema;
   },
   /**
    * @generated from rpc cleanroom.v1.HostService.GetVersion
