@@ -208,6 +208,7 @@ export class EnvironmentBlocks {
       ...(block.result === "escaped" ? { reasonCode: "escaped_writes" } : {}),
       attributes: { stage: block.stage, block: block.name, key: block.key, result: block.result, miss_reason: block.result === "miss" ? block.reason : "", reason: block.reason, duration_ms: String(block.durationMs), outputs: block.outputs.join(",") },
     });
+    this.#opts.logger.info({ sandbox_id: sandboxId, stage: block.stage, block: block.name, cache_key: block.key, result: block.result, miss_reason: block.result === "miss" ? block.reason : undefined, duration_ms: block.durationMs }, "block cache");
     report({ phase, message, block });
   }
 }

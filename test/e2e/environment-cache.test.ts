@@ -112,20 +112,31 @@ test("a block that writes outside its outputs warns, publishes nothing, and runs
   assert.deepEqual(await blockResults(second.id), ["miss", "escaped"]);
 });
 
-test("sandbox.run.before runs before every execution; a failing block fails the creation with its stderr", async () => {
+test("service blocks publish and restore; sandbox.run.before runs before every execution; a failing block fails the creation", async () => {
   const blocks = `  dependencies:
     - name: broken
       command: echo "cannot build this" >&2; exit 3
       outputs:
         dirs: [out]
 `;
-  bareRepository(world.root, "git.test", "org/plain.git", [nodeProjectFiles({ image, npmAuthority: npm.authority, blocks: "" })]);
+  const services = `  services:
+    - name: database
+      command: mkdir -p state && date +%s%N > state/db
+      outputs:
+        dirs: [state]
+`;
+  bareRepository(world.root, "git.test", "org/plain.git", [nodeProjectFiles({ image, npmAuthority: npm.authority, blocks: services })]);
   const sandbox = await create("org/plain.git");
   assert.equal(sandbox.code, 0, sandbox.stderr);
+  assert.match(sandbox.stderr, /services database: published/);
+  const restored = await create("org/plain.git");
+  assert.match(restored.stderr, /services database: restored/);
   for (const expected of ["1", "2"]) {
     const counted = await sh(sandbox.id, "wc -l < /tmp/run-before.log");
     assert.equal(counted.stdout.trim(), expected, counted.stderr);
   }
+  const sameState = await Promise.all([sandbox.id, restored.id].map((id) => sh(id, "cat state/db")));
+  assert.equal(sameState[1]!.stdout, sameState[0]!.stdout, "the service block's state comes back as it was published");
 
   bareRepository(world.root, "git.test", "org/broken.git", [nodeProjectFiles({ image, npmAuthority: npm.authority, blocks })]);
   const broken = await create("org/broken.git");
