@@ -45,6 +45,8 @@ export class GitMirrors {
   readonly #inFlight = new Map<string, Promise<MirrorState>>();
   /** how each mirror's last refresh in this process went; a mirror not refreshed since start-up counts as cached */
   readonly #lastState = new Map<string, MirrorState>();
+  /** mirrors the daemon itself just refreshed for a checkout: until when the checkout's fetches skip the upstream */
+  readonly #freshUntil = new Map<string, number>();
   #prepared: Promise<void> | undefined;
 
   constructor(opts: GitMirrorsOptions) {
@@ -74,6 +76,21 @@ export class GitMirrors {
     const started = this.#refreshNow(upstream, name).finally(() => this.#inFlight.delete(name));
     this.#inFlight.set(name, started);
     return started;
+  }
+
+  /**
+   * The daemon refreshed this mirror to resolve a sandbox's commit: for `ms`, fetches are served from the mirror as
+   * it is, so the checkout (its fetch, its `remote set-head`) does not wait for the upstream twice more.
+   */
+  holdFresh(upstream: MirrorUpstream, ms: number): void {
+    this.#freshUntil.set(this.mirrorName(upstream.url), Date.now() + ms);
+  }
+
+  /** A guest's info/refs: a refresh, unless the daemon holds the mirror fresh for a checkout (holdFresh). */
+  refreshUnlessHeld(upstream: MirrorUpstream): Promise<MirrorState> {
+    const state = this.#lastState.get(this.mirrorName(upstream.url));
+    if (state && Date.now() < (this.#freshUntil.get(this.mirrorName(upstream.url)) ?? 0)) return Promise.resolve(state);
+    return this.refresh(upstream);
   }
 
   /** For requests that do not refresh (upload-pack after info/refs): the mirror's state, cloning it when there is none. */

@@ -25,7 +25,8 @@ export function guestEnvironment(gatewayUrl: string, caller: Pick<GatewayCaller,
   git.forEach(([key, value], i) => env.push(`GIT_CONFIG_KEY_${i}=${key}`, `GIT_CONFIG_VALUE_${i}=${value}`));
 
   const npm = (settings.npmRegistry ?? DEFAULT_NPM_REGISTRY).toLowerCase();
-  if (allows(npm)) env.push(`npm_config_registry=${gatewayUrl}/npm/${npm}/`);
+  // npm's own update check would fetch npm's whole packument on every run, for a notice nobody in a sandbox acts on
+  if (allows(npm)) env.push(`npm_config_registry=${gatewayUrl}/npm/${npm}/`, "npm_config_update_notifier=false");
   if (allows(settings.goProxy ?? DEFAULT_GO_PROXY)) {
     env.push(`GOPROXY=${gatewayUrl}/goproxy/`);
     if (allows(GO_SUMDB)) env.push(`GOSUMDB=${GO_SUMDB} ${gatewayUrl}/goproxy/sumdb/${GO_SUMDB}`);

@@ -13,6 +13,8 @@ import { parseUpstreamHost } from "./request-path.ts";
 import { REPO_SEGMENT, MAX_REPO_SEGMENTS } from "./routes/git.ts";
 
 const GIT_TIMEOUT_MS = 30_000;
+/** the resolved mirror serves the checkout that follows (launch and bootstrap take a few seconds) without refetching */
+const CHECKOUT_FRESH_MS = 10_000;
 const FULL_SHA = /^[0-9a-f]{40}$/;
 const ABBREVIATED_SHA = /^[0-9a-f]{7,39}$/;
 /** what `git check-ref-format` would accept, minus the corners no one names a branch or tag with */
@@ -65,6 +67,7 @@ export class RepositoryLookup {
     const upstream = parseRepositoryUrl(remoteUrl);
     try {
       await this.#mirrors.refresh(upstream);
+      this.#mirrors.holdFresh(upstream, CHECKOUT_FRESH_MS);
     } catch (err) {
       if (err instanceof GatewayRefusal) throw new CleanroomError(err.reasonCode === "host_not_allowed" ? "host_not_allowed" : "registry_error", `cannot fetch ${upstream.url.href}: ${err.message}`);
       throw err;

@@ -1,7 +1,7 @@
 /**
  * /git/<host>[:port]/<repository path>/…: Git smart HTTP, fetch and clone only. Guests keep their upstream URLs
  * (`url.<gateway>/git/<host>/.insteadOf=https://<host>/`). Each info/refs refreshes a bare mirror of the
- * repository on the host, and both fetch requests are answered from it by `git http-backend`; hosts outside
+ * repository on the host (except in the seconds after the daemon refreshed it to resolve a checkout), and both fetch requests are answered from it by `git http-backend`; hosts outside
  * `gateway.git.cache_hosts` (when it is set) are proxied straight to the upstream instead. Pushes are refused.
  */
 import type { IncomingMessage } from "node:http";
@@ -46,7 +46,7 @@ export const gitRoute: Route = {
       return { destinationHost: upstream.authority, reasonCode: "proxied", ...(await proxyToUpstream(request, ctx, target, git, headers)) };
     }
     const mirrors = mirrorsFor(ctx);
-    const reasonCode = git.endpoint === "info/refs" ? await mirrors.refresh(target) : await mirrors.ensure(target);
+    const reasonCode = git.endpoint === "info/refs" ? await mirrors.refreshUnlessHeld(target) : await mirrors.ensure(target);
     const sent = await serveHttpBackend(
       {
         projectRoot: mirrors.projectRoot,
