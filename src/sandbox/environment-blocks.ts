@@ -146,7 +146,9 @@ export class EnvironmentBlocks {
     const report = (phase: BlockPhase, result: BlockReport["result"], reason: string, started: number, paths: string[] = outputs) =>
       this.#report(record.id, ctx.report, phase, { stage, name: block.name, key: step.key, result, reason, durationMs: Math.round(performance.now() - started), outputs: paths });
     ctx.report({ phase: stage === "dependencies" ? "bootstrap_dependencies" : "bootstrap_services", message: `running ${stage} block ${block.name}` });
-    const before = await backend.scanWrites(record.id, MAX_SCANNED_WRITES);
+    // without a scan nothing can vouch for the outputs: the block still runs, its outputs stay unpublished
+    const scan = () => backend.scanWrites(record.id, MAX_SCANNED_WRITES).catch((err: unknown) => new Error(`cannot check the block's writes: ${messageOf(err)}`));
+    const before = await scan();
     const started = performance.now();
     const env = mergeEnv(ctx.env, Object.entries(block.env).map(([name, value]) => `${name}=${expandBlockValue(value, where)}`));
     const result = await runGuestCommand(ctx.agent, { argv: block.command, env, cwd: where.workspace, ...(ctx.user ? { user: ctx.user } : {}) }, { timeoutMs: BLOCK_TIMEOUT_MS });
@@ -154,7 +156,11 @@ export class EnvironmentBlocks {
       throw new CleanroomError("runtime_launch_failed", `${stage} block ${block.name} failed: ${failureSummary(result)}`, { block: block.name, exit_code: result.exitCode });
     }
     const ranMs = performance.now() - started;
-    const after = await backend.scanWrites(record.id, MAX_SCANNED_WRITES);
+    const after = await scan();
+    if (before instanceof Error || after instanceof Error) {
+      report("publish_cache", "unpublished", `ran in ${Math.round(ranMs)} ms; ${(before instanceof Error ? before : (after as Error)).message}`, started);
+      return;
+    }
     const escaped = escapedWrites(before, after, outputs);
     if (before.truncated || after.truncated || escaped.count) {
       const why = escaped.count
@@ -234,10 +240,21 @@ async function copyParentMetadata(files: SandboxFiles, layerDir: string, outputs
   }
   for (const dir of parents) {
     const inSandbox = await files.stat(dir);
+    // the tar is the sandbox's: an ancestor may have come in as a symlink, and chmod would follow it out of the layer
+    if (inSandbox.type !== "dir" || !(await isRealDirectoryPath(layerDir, dir))) continue;
     const hostPath = join(layerDir, dir);
-    const inLayer = await lstat(hostPath).catch(() => undefined);
-    if (inSandbox.type !== "dir" || !inLayer?.isDirectory()) continue;
     await chmod(hostPath, inSandbox.mode & 0o7777);
     await lchown(hostPath, toHostId(idRange, inSandbox.uid), toHostId(idRange, inSandbox.gid));
   }
+}
+
+/** Whether every component of `guestPath` under `root` is a real directory (no symlink anywhere on the way). */
+export async function isRealDirectoryPath(root: string, guestPath: string): Promise<boolean> {
+  let path = root;
+  for (const part of guestPath.split("/").filter(Boolean)) {
+    path = join(path, part);
+    const st = await lstat(path).catch(() => undefined);
+    if (!st?.isDirectory()) return false;
+  }
+  return true;
 }
