@@ -69,6 +69,8 @@ export interface Backend {
   destroy(sandboxId: string): Promise<void>;
   /** Lists what the sandbox has written since launch, with the sandbox frozen while it is read. */
   scanWrites(sandboxId: string, maxEntries: number): Promise<WriteScan>;
+  /** Freezes (true) or thaws every process of the sandbox; a frozen sandbox uses no CPU and keeps its memory. */
+  setSuspended(sandboxId: string, suspended: boolean): Promise<void>;
   /**
    * Copies what the sandbox has written since launch into `dest` (an empty dir) as an overlay layer (whiteouts and
    * opaque dirs kept), with the sandbox frozen while it is read. Stacked on the same lower layers, it gives back

@@ -89,6 +89,10 @@ export function buildProgram(): Command {
     .action(action(async (flags: Record<string, unknown>, command: Command) => (await import("./commands/sandbox.ts")).listSandboxes(await withHost(command, flags))));
   sandbox.command("inspect").argument("<sandbox-id>").description("show a sandbox and its recent events").option("--json", "JSON output")
     .action(action(async (id: string, flags: Record<string, unknown>, command: Command) => (await import("./commands/sandbox.ts")).inspectSandbox(id, await withHost(command, flags))));
+  sandbox.command("suspend").argument("<sandbox-id>").description("freeze a sandbox: no CPU, memory kept; exec, file operations and snapshots wake it")
+    .action(action(async (id: string, flags: Record<string, unknown>, command: Command) => (await import("./commands/sandbox.ts")).setSuspended(id, true, await withHost(command, flags))));
+  sandbox.command("resume").argument("<sandbox-id>").description("wake a suspended sandbox")
+    .action(action(async (id: string, flags: Record<string, unknown>, command: Command) => (await import("./commands/sandbox.ts")).setSuspended(id, false, await withHost(command, flags))));
   sandbox.command("rm").alias("terminate").argument("<sandbox-id...>").description("terminate sandboxes and release their host resources")
     .action(action(async (ids: string[], flags: Record<string, unknown>, command: Command) => (await import("./commands/sandbox.ts")).removeSandboxes(ids, await withHost(command, flags))));
 

@@ -71,7 +71,13 @@ export const runtimeConfigSchema = z.strictObject({
   default_backend: backendName.optional(),
   control_host: z.string().regex(/^(unix:\/\/\/|http:\/\/|https:\/\/)/, "expected unix:///path or http(s)://host:port").optional(),
   backends: z.strictObject({ linux: backendSettings.optional(), gvisor: backendSettings.optional(), qemu: backendSettings.optional() }).optional(),
-  sandbox_lifecycle: z.strictObject({ warm_pool_size: z.number().int().min(0).max(16).optional() }).optional(),
+  sandbox_lifecycle: z.strictObject({
+    warm_pool_size: z.number().int().min(0).max(16).optional(),
+    /** a READY sandbox with no running execution and no guest call for this long is suspended (0 or unset: never) */
+    idle_suspend_after_seconds: z.number().int().min(0).max(30 * 86400).optional(),
+    /** how long a wake may take before the sandbox is declared FAILED */
+    wake_timeout_seconds: z.number().int().min(1).max(3600).optional(),
+  }).optional(),
   gateway: gatewaySettings.optional(),
 });
 

@@ -12,6 +12,7 @@ import type { Logger } from "../observability/index.ts";
 import { requiredCapabilities, type CompiledPolicy } from "../policy/index.ts";
 import { SandboxEventLog } from "./event-log.ts";
 import { Snapshots } from "./snapshots.ts";
+import { SandboxLifecycle } from "./lifecycle.ts";
 import { ExecutionRunner, mergeEnv, type ExecutionInput, type ExecutionStreamItem } from "./execution-runner.ts";
 import { EnvironmentBlocks, blocksOf, type BlockProgress, type BlockStep } from "./environment-blocks.ts";
 import { newSandboxId, SANDBOX_ID_PATTERN } from "./ids.ts";
@@ -44,6 +45,10 @@ export interface SupervisorOptions {
   idRange: IdRange;
   /** `minimum_cache_output_volume_bytes`: the least one block may publish */
   minimumOutputBytes: number;
+  /** `sandbox_lifecycle.idle_suspend_after_seconds` (0: never) */
+  idleSuspendAfterSeconds?: number;
+  /** `sandbox_lifecycle.wake_timeout_seconds` */
+  wakeTimeoutSeconds?: number;
   logger: Logger;
 }
 
@@ -69,6 +74,7 @@ export type CreateProgress =
 
 /** pause between handing out a spare and launching its replacement */
 const REFILL_DELAY_MS = 250;
+const DEFAULT_WAKE_TIMEOUT_SECONDS = 30;
 /** how long reconcile waits for a surviving sandbox's agent before declaring it dead */
 const RECONNECT_TIMEOUT_MS = 3000;
 
@@ -88,6 +94,7 @@ export class SandboxSupervisor {
   readonly #gateway: SandboxGateway;
   readonly #blocks: EnvironmentBlocks | undefined;
   readonly #snapshots: Snapshots;
+  readonly #lifecycle: SandboxLifecycle;
 
   private constructor(opts: SupervisorOptions, store: StateStore) {
     this.#opts = opts;
@@ -100,6 +107,14 @@ export class SandboxSupervisor {
       ? new EnvironmentBlocks({ cache: opts.blockCache, repositories: opts.repositories, idRange: opts.idRange, minimumOutputBytes: opts.minimumOutputBytes, events: this.#events, logger: opts.logger })
       : undefined;
     this.#snapshots = new Snapshots(store, join(opts.stateDir, "snapshots"), opts.logger);
+    this.#lifecycle = new SandboxLifecycle({
+      get: (id) => this.getSandbox(id),
+      ready: () => this.#store.listSandboxes(["READY"]).filter((record) => !record.pooled),
+      setStatus: (record, status, reason) => this.#setStatus(record, status, reason),
+      backendOf: (record) => this.#backendOf(record),
+      fail: (record, reason) => this.#teardown(record, "FAILED", reason),
+      executionActivity: (id) => executionActivity(this.#runner.list(id, true)),
+    }, { idleSuspendAfterMs: (opts.idleSuspendAfterSeconds ?? 0) * 1000, wakeTimeoutMs: (opts.wakeTimeoutSeconds ?? DEFAULT_WAKE_TIMEOUT_SECONDS) * 1000, logger: opts.logger });
     this.#pool = new WarmPool({ size: opts.warmPoolSize, launch: () => this.#launchNew({}, undefined, true), logger: opts.logger });
     this.#runner = new ExecutionRunner({
       store,
@@ -118,6 +133,7 @@ export class SandboxSupervisor {
     await supervisor.#snapshots.open();
     await supervisor.#reconcile();
     supervisor.fillWarmPool();
+    supervisor.#lifecycle.start();
     return supervisor;
   }
 
@@ -295,10 +311,29 @@ export class SandboxSupervisor {
     return this.#events.stream(this.getSandbox(id).id, afterSequence, follow, signal);
   }
 
+  /** Freezes a READY sandbox: it keeps its memory and uses no CPU until a call touches it (or resumeSandbox). */
+  suspendSandbox(id: string): Promise<SandboxRecord> {
+    return this.#lifecycle.suspend(this.getSandbox(id).id);
+  }
+
+  resumeSandbox(id: string): Promise<SandboxRecord> {
+    return this.#lifecycle.wake(this.getSandbox(id).id);
+  }
+
+  /** Wakes the sandbox of an execution before a call that reaches its process (signal, stdin, resize). */
+  async wakeForExecution(executionId: string): Promise<void> {
+    await this.#lifecycle.awake(this.#runner.get(executionId).sandboxId);
+  }
+
   /** Stops the sandbox and releases every host resource it holds. With `wait: false`, returns once it is STOPPING. */
   async terminateSandbox(id: string, wait = true): Promise<SandboxRecord> {
     const record = this.getSandbox(id);
     if (record.status === "STOPPED" || record.status === "FAILED") return record;
+    // frozen processes cannot die: thaw first (a failure here is teardown's to report)
+    if (record.status === "SUSPENDED" || record.status === "SUSPENDING" || record.status === "WAKING") {
+      await this.#backendOf(record).setSuspended(record.id, false).catch(() => undefined);
+    }
+    this.#lifecycle.forget(record.id);
     this.#setStatus(record, "STOPPING", "terminate requested");
     const teardown = this.#teardown(record, "STOPPED", "terminated");
     if (wait) await teardown;
@@ -317,8 +352,7 @@ export class SandboxSupervisor {
 
   /** Copies a READY sandbox's filesystem (its writes over its image and block layers), frozen for the copy. */
   async createSnapshot(sandboxId: string, name: string): Promise<SnapshotRecord> {
-    const sandbox = this.getSandbox(sandboxId);
-    if (sandbox.status !== "READY") throw new CleanroomError("failed_precondition", `sandbox ${sandbox.id} is ${sandbox.status}, not READY`);
+    const sandbox = await this.#lifecycle.awake(this.getSandbox(sandboxId).id);
     const snapshot = await this.#snapshots.create(sandbox, this.#backendOf(sandbox), name);
     this.#events.record(sandbox.id, "snapshot_created", `snapshot ${snapshot.id} (${snapshot.name})`, { attributes: { snapshot_id: snapshot.id, disk_bytes: String(snapshot.diskBytes) } });
     return snapshot;
@@ -354,10 +388,7 @@ export class SandboxSupervisor {
 
   /** Creates an execution in a READY sandbox and starts it. */
   async createExecution(input: ExecutionInput): Promise<ExecutionRecord> {
-    const sandbox = this.getSandbox(input.sandboxId);
-    if (sandbox.status !== "READY") {
-      throw new CleanroomError("failed_precondition", `sandbox ${sandbox.id} is ${sandbox.status}, not READY`);
-    }
+    const sandbox = await this.#lifecycle.awake(this.getSandbox(input.sandboxId).id);
     const defaults = sandbox.imageDefaults ?? { env: [], workingDir: "", user: "" };
     // a repository sandbox's commands run in the checkout, as they would in the developer's clone
     const workingDir = sandbox.repository?.path || defaults.workingDir;
@@ -366,8 +397,7 @@ export class SandboxSupervisor {
 
   /** The files of a READY sandbox, resolved by its agent inside the sandbox's own mount namespace. */
   async files(id: string): Promise<SandboxFiles> {
-    const sandbox = this.getSandbox(id);
-    if (sandbox.status !== "READY") throw new CleanroomError("failed_precondition", `sandbox ${sandbox.id} is ${sandbox.status}, not READY`);
+    const sandbox = await this.#lifecycle.awake(this.getSandbox(id).id);
     return new SandboxFiles(await this.#agentFor(sandbox));
   }
 
@@ -386,6 +416,7 @@ export class SandboxSupervisor {
 
   /** Daemon shutdown: spares are removed; other sandboxes keep running and are picked up on the next start. */
   async close(): Promise<void> {
+    this.#lifecycle.stop();
     for (const spare of await this.#pool.drain()) {
       await this.#teardown(spare, "STOPPED", "warm-pool spare removed at shutdown").catch(() => undefined);
     }
@@ -519,12 +550,13 @@ export class SandboxSupervisor {
     }
     for (const [name, backend] of Object.entries(this.#opts.backends)) {
       for (const id of await backend.listSandboxIds()) {
-        if (this.#store.getSandbox(id)?.status === "READY") continue;
+        const status = this.#store.getSandbox(id)?.status;
+        if (status === "READY" || status === "SUSPENDED") continue;
         this.#log.warn({ sandbox_id: id, backend: name, had_record: known.has(id) }, "removing orphaned sandbox resources");
         await this.#release(id, backend).catch((err) => this.#log.error({ sandbox_id: id, err }, "orphan removal failed"));
       }
     }
-    const live = this.#store.listSandboxes(["READY"]).map((record) => record.id);
+    const live = this.#store.listSandboxes(["READY", "SUSPENDED"]).map((record) => record.id);
     for (const id of await this.#networks.reconcile(live)) this.#log.warn({ sandbox_id: id }, "removed an orphaned sandbox network");
   }
 
@@ -534,7 +566,24 @@ export class SandboxSupervisor {
       this.#setStatus(record, "FAILED", `backend ${record.backend} is not available after restart`);
       return;
     }
-    if (record.status === "READY" && (await backend.state(record.id)) === "running") {
+    const running = (await backend.state(record.id)) === "running";
+    if (running && record.status === "SUSPENDED") {
+      // frozen: its agent answers only once woken, so only the network comes back now
+      try {
+        await this.#networks.restore(record);
+        this.#log.info({ sandbox_id: record.id }, "suspended sandbox survived the restart");
+        return;
+      } catch (err) {
+        await this.#release(record.id, backend);
+        this.#setStatus(record, "FAILED", `the suspended sandbox could not be reattached after the daemon restarted: ${messageOf(err)}`);
+        return;
+      }
+    }
+    if (running && (record.status === "SUSPENDING" || record.status === "WAKING")) {
+      await backend.setSuspended(record.id, false).catch(() => undefined);
+      this.#setStatus(record, "READY", `the daemon restarted while the sandbox was ${record.status}; it was thawed`);
+    }
+    if (record.status === "READY" && running) {
       try {
         await this.#agentFor(record);
         await this.#networks.restore(record);
@@ -572,4 +621,14 @@ function policyFloors(policy: CompiledPolicy): Partial<SandboxResources> {
     vcpus: policy.resources.vcpus ?? 0,
     memoryMiB: policy.resources.memoryBytes !== undefined ? Math.ceil(policy.resources.memoryBytes / 1024 ** 2) : 0,
   };
+}
+
+/** When a sandbox's executions last did something: Infinity while one runs. */
+function executionActivity(executions: ExecutionRecord[]): number {
+  let last = 0;
+  for (const execution of executions) {
+    if (execution.status === "QUEUED" || execution.status === "RUNNING") return Infinity;
+    last = Math.max(last, Date.parse(execution.finishedAt ?? execution.createdAt) || 0);
+  }
+  return last;
 }

@@ -73,6 +73,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     },
     defaultLaunchSeconds: backendConfig.launch_seconds ?? 30,
     warmPoolSize: opts.warmPoolSize ?? config.sandbox_lifecycle?.warm_pool_size ?? 1,
+    idleSuspendAfterSeconds: config.sandbox_lifecycle?.idle_suspend_after_seconds ?? 0,
+    wakeTimeoutSeconds: config.sandbox_lifecycle?.wake_timeout_seconds ?? 30,
     ...(network ? { network } : {}),
     gateway,
     repositories: gateway.repositories,

@@ -61,6 +61,12 @@ export function registerRoutes(router: ConnectRouter, daemon: DaemonContext): vo
     async listSandboxes(req) {
       return { sandboxes: supervisor.listSandboxes(req.all).map(sandboxMessage) };
     },
+    async suspendSandbox(req) {
+      return { sandbox: sandboxMessage(await supervisor.suspendSandbox(req.sandboxId)) };
+    },
+    async resumeSandbox(req) {
+      return { sandbox: sandboxMessage(await supervisor.resumeSandbox(req.sandboxId)) };
+    },
     async terminateSandbox(req) {
       return { sandbox: sandboxMessage(await supervisor.terminateSandbox(req.sandboxId, !req.async)) };
     },
@@ -118,17 +124,21 @@ export function registerRoutes(router: ConnectRouter, daemon: DaemonContext): vo
       return { executions: runner.list(req.sandboxId || undefined, req.all).map(executionMessage) };
     },
     async cancelExecution(req) {
+      await supervisor.wakeForExecution(req.executionId);
       return { execution: executionMessage(runner.cancel(req.executionId, req.signal)) };
     },
     async writeExecutionStdin(req) {
+      await supervisor.wakeForExecution(req.executionId);
       await runner.writeStdin(req.executionId, req.data);
       return {};
     },
     async closeExecutionStdin(req) {
+      await supervisor.wakeForExecution(req.executionId);
       runner.closeStdin(req.executionId);
       return {};
     },
     async resizeExecutionTerminal(req) {
+      await supervisor.wakeForExecution(req.executionId);
       runner.resize(req.executionId, req.terminalSize?.rows ?? 0, req.terminalSize?.cols ?? 0);
       return {};
     },

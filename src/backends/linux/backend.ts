@@ -6,7 +6,8 @@ import type { Backend, CapabilityMap, LaunchSpec, LaunchedSandbox, LinuxBackendO
 import { listenAgentSocket, type ListeningAgentSocket } from "./agent-socket.ts";
 import { agentBinaryProblem, hardNofileLimit, untraversableAncestors } from "./host-access.ts";
 import { checkLaunchSpec, type CheckedLaunch } from "./launch-spec.ts";
-import { renderSandboxSpec } from "./oci-spec.ts";
+import { readCgroupLayout, setCgroupFrozen, type CgroupLayout } from "./cgroups.ts";
+import { renderSandboxSpec, sandboxCgroupPath } from "./oci-spec.ts";
 import { mountOverlay, planOverlayMount, readMounts, type OverlayMountPlan } from "./overlay.ts";
 import { probeLinux } from "./probe.ts";
 import { isInitAlive, readContainerState, runDetached, setFrozen, type Runc } from "./runc.ts";
@@ -15,6 +16,7 @@ import { teardownSandbox } from "./teardown.ts";
 import { copyLayer, scanUpperDir } from "./upper-scan.ts";
 
 const runcRunTimeoutMs = 30_000;
+const freezeTimeoutMs = 10_000;
 const maxLogExcerptBytes = 16 * 1024;
 const maxNofile = 1_048_576;
 
@@ -22,7 +24,7 @@ const maxNofile = 1_048_576;
 export const linuxCapabilities: Readonly<CapabilityMap> = {
   "network.default_deny": true,
   "network.allowlist_egress": false,
-  "sandbox.suspend": false,
+  "sandbox.suspend": true,
   "sandbox.docker": false,
   "sandbox.resources.vcpus": true,
   "sandbox.resources.memory": true,
@@ -38,6 +40,7 @@ export function createLinuxBackend(options: LinuxBackendOptions): Backend {
   const logger = opts.logger ?? silentLogger();
   const runc: Runc = { root: join(opts.runDir, "runc"), binary: "runc" };
   let hostReady: Promise<{ nofile: number }> | undefined;
+  let cgroupLayout: Promise<CgroupLayout> | undefined;
 
   /**
    * Once per backend: our dirs exist and the sandbox's root can walk to them. `sandboxes/` and each
@@ -162,6 +165,13 @@ export function createLinuxBackend(options: LinuxBackendOptions): Backend {
     }
   };
 
+  /** The freezer directly where the host has one (what `runc pause` does, minus a process); else runc itself. */
+  const freeze = async (sandboxId: string, frozen: boolean): Promise<void> => {
+    cgroupLayout ??= readCgroupLayout();
+    if (await setCgroupFrozen(await cgroupLayout, sandboxCgroupPath(sandboxId), frozen, freezeTimeoutMs)) return;
+    await setFrozen(runc, sandboxId, frozen);
+  };
+
   return {
     name: "linux",
     capabilities: () => ({ ...linuxCapabilities }),
@@ -179,22 +189,26 @@ export function createLinuxBackend(options: LinuxBackendOptions): Backend {
       // no container, but a state dir (e.g. after a reboot emptied the run dir): its upper dir is still there
       return (await pathExists(sandboxLayout(opts.stateDir, sandboxId).dir)) ? "stopped" : "missing";
     },
+    setSuspended: async (sandboxId, suspended) => {
+      checkId(sandboxId);
+      await freeze(sandboxId, suspended);
+    },
     scanWrites: async (sandboxId, maxEntries) => {
       checkId(sandboxId);
-      await setFrozen(runc, sandboxId, true);
+      await freeze(sandboxId, true);
       try {
         return await scanUpperDir(sandboxLayout(opts.stateDir, sandboxId).upper, maxEntries);
       } finally {
-        await setFrozen(runc, sandboxId, false);
+        await freeze(sandboxId, false);
       }
     },
     copyWrites: async (sandboxId, dest) => {
       checkId(sandboxId);
-      await setFrozen(runc, sandboxId, true);
+      await freeze(sandboxId, true);
       try {
         await copyLayer(sandboxLayout(opts.stateDir, sandboxId).upper, dest);
       } finally {
-        await setFrozen(runc, sandboxId, false);
+        await freeze(sandboxId, false);
       }
     },
     listSandboxIds: async () => {

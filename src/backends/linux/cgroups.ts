@@ -1,4 +1,4 @@
-import { readFile, rmdir } from "node:fs/promises";
+import { access, readFile, rmdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { readMounts } from "./overlay.ts";
 
@@ -52,4 +52,41 @@ export async function removeCgroupDirs(dirs: readonly string[]): Promise<{ dir: 
     }
   }
   return failed;
+}
+
+/**
+ * Freezes or thaws every process of a cgroup the way `runc pause|resume` does, without a runc process (≈ 35 ms of
+ * the latency): v1 `freezer.state` (FROZEN is only reached once every task stopped, so it is polled), else v2
+ * `cgroup.freeze` (done when `cgroup.events` says `frozen 1`). False when neither controller holds the cgroup.
+ */
+export async function setCgroupFrozen(layout: CgroupLayout, cgroupPath: string, frozen: boolean, timeoutMs: number): Promise<boolean> {
+  for (const hierarchy of layout.hierarchies) {
+    const dir = join(hierarchy, cgroupPath);
+    const v1 = join(dir, "freezer.state");
+    if (await exists(v1)) {
+      await writeFile(v1, frozen ? "FROZEN" : "THAWED");
+      await waitFor(async () => (await readFile(v1, "utf8")).trim() === (frozen ? "FROZEN" : "THAWED"), timeoutMs, `${v1} to read ${frozen ? "FROZEN" : "THAWED"}`);
+      return true;
+    }
+    const v2 = join(dir, "cgroup.freeze");
+    if (await exists(v2)) {
+      await writeFile(v2, frozen ? "1" : "0");
+      const events = join(dir, "cgroup.events");
+      await waitFor(async () => (await readFile(events, "utf8")).includes(`frozen ${frozen ? 1 : 0}`), timeoutMs, `${events} to say frozen ${frozen ? 1 : 0}`);
+      return true;
+    }
+  }
+  return false;
+}
+
+async function exists(path: string): Promise<boolean> {
+  return access(path).then(() => true, () => false);
+}
+
+async function waitFor(done: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  for (let delay = 1; !(await done()); delay = Math.min(delay * 2, 50)) {
+    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, delay));
+  }
 }

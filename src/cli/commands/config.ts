@@ -17,9 +17,14 @@ backends:
     memory_mib: 2048
     pids_limit: 1024
     launch_seconds: 30
+    # the least one dependency or service block may publish (more when its last output was bigger)
+    # minimum_cache_output_volume_bytes: 16GiB
 sandbox_lifecycle:
   # spare sandboxes of the default shape kept ready, so a new sandbox starts without a launch
   warm_pool_size: 1
+  # suspend sandboxes that ran nothing and were not touched for this long (0: never); calls wake them
+  idle_suspend_after_seconds: 0
+  wake_timeout_seconds: 30
 `;
 }
 

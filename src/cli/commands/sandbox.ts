@@ -69,6 +69,13 @@ export async function inspectSandbox(id: string, flags: { host?: string; json?: 
   return 0;
 }
 
+export async function setSuspended(id: string, suspended: boolean, flags: { host?: string }): Promise<number> {
+  const client = new Cleanroom({ ...(flags.host ? { host: flags.host } : {}) });
+  const { sandbox } = suspended ? await client.sandboxes.suspendSandbox({ sandboxId: id }) : await client.sandboxes.resumeSandbox({ sandboxId: id });
+  process.stdout.write(`${id} ${enumName(sandbox?.status, "SANDBOX_STATUS_")}\n`);
+  return 0;
+}
+
 export async function removeSandboxes(ids: string[], flags: { host?: string }): Promise<number> {
   const client = new Cleanroom({ ...(flags.host ? { host: flags.host } : {}) });
   for (const id of ids) {

@@ -842,6 +842,110 @@ export declare type ListSandboxesResponseJson = {
 export declare const ListSandboxesResponseSchema: GenMessage<ListSandboxesResponse, {jsonType: ListSandboxesResponseJson}>;
 
 /**
+ * @generated from message cleanroom.v1.SuspendSandboxRequest
+ */
+export declare type SuspendSandboxRequest = Message<"cleanroom.v1.SuspendSandboxRequest"> & {
+  /**
+   * @generated from field: string sandbox_id = 1;
+   */
+  sandboxId: string;
+};
+
+/**
+ * @generated from message cleanroom.v1.SuspendSandboxRequest
+ */
+export declare type SuspendSandboxRequestJson = {
+  /**
+   * @generated from field: string sandbox_id = 1;
+   */
+  sandboxId?: string;
+};
+
+/**
+ * Describes the message cleanroom.v1.SuspendSandboxRequest.
+ * Use `create(SuspendSandboxRequestSchema)` to create a new message.
+ */
+export declare const SuspendSandboxRequestSchema: GenMessage<SuspendSandboxRequest, {jsonType: SuspendSandboxRequestJson}>;
+
+/**
+ * @generated from message cleanroom.v1.SuspendSandboxResponse
+ */
+export declare type SuspendSandboxResponse = Message<"cleanroom.v1.SuspendSandboxResponse"> & {
+  /**
+   * @generated from field: cleanroom.v1.Sandbox sandbox = 1;
+   */
+  sandbox?: Sandbox | undefined;
+};
+
+/**
+ * @generated from message cleanroom.v1.SuspendSandboxResponse
+ */
+export declare type SuspendSandboxResponseJson = {
+  /**
+   * @generated from field: cleanroom.v1.Sandbox sandbox = 1;
+   */
+  sandbox?: SandboxJson;
+};
+
+/**
+ * Describes the message cleanroom.v1.SuspendSandboxResponse.
+ * Use `create(SuspendSandboxResponseSchema)` to create a new message.
+ */
+export declare const SuspendSandboxResponseSchema: GenMessage<SuspendSandboxResponse, {jsonType: SuspendSandboxResponseJson}>;
+
+/**
+ * @generated from message cleanroom.v1.ResumeSandboxRequest
+ */
+export declare type ResumeSandboxRequest = Message<"cleanroom.v1.ResumeSandboxRequest"> & {
+  /**
+   * @generated from field: string sandbox_id = 1;
+   */
+  sandboxId: string;
+};
+
+/**
+ * @generated from message cleanroom.v1.ResumeSandboxRequest
+ */
+export declare type ResumeSandboxRequestJson = {
+  /**
+   * @generated from field: string sandbox_id = 1;
+   */
+  sandboxId?: string;
+};
+
+/**
+ * Describes the message cleanroom.v1.ResumeSandboxRequest.
+ * Use `create(ResumeSandboxRequestSchema)` to create a new message.
+ */
+export declare const ResumeSandboxRequestSchema: GenMessage<ResumeSandboxRequest, {jsonType: ResumeSandboxRequestJson}>;
+
+/**
+ * @generated from message cleanroom.v1.ResumeSandboxResponse
+ */
+export declare type ResumeSandboxResponse = Message<"cleanroom.v1.ResumeSandboxResponse"> & {
+  /**
+   * @generated from field: cleanroom.v1.Sandbox sandbox = 1;
+   */
+  sandbox?: Sandbox | undefined;
+};
+
+/**
+ * @generated from message cleanroom.v1.ResumeSandboxResponse
+ */
+export declare type ResumeSandboxResponseJson = {
+  /**
+   * @generated from field: cleanroom.v1.Sandbox sandbox = 1;
+   */
+  sandbox?: SandboxJson;
+};
+
+/**
+ * Describes the message cleanroom.v1.ResumeSandboxResponse.
+ * Use `create(ResumeSandboxResponseSchema)` to create a new message.
+ */
+export declare const ResumeSandboxResponseSchema: GenMessage<ResumeSandboxResponse, {jsonType: ResumeSandboxResponseJson}>;
+
+/**
  * @generated from message cleanroom.v1.TerminateSandboxRequest
  */
 export declare type TerminateSandboxRequest = Message<"cleanroom.v1.TerminateSandboxRequest"> & {
@@ -2303,6 +2407,24 @@ export declare const SandboxService: GenService<{
     methodKind: "unary";
     input: typeof TerminateSandboxRequestSchema;
     output: typeof TerminateSandboxResponseSchema;
+  },
+  /**
+   * freeze a READY sandbox (no CPU, memory kept); calls that touch the guest wake it again
+   *
+   * @generated from rpc cleanroom.v1.SandboxService.SuspendSandbox
+   */
+  suspendSandbox: {
+    methodKind: "unary";
+    input: typeof SuspendSandboxRequestSchema;
+    output: typeof SuspendSandboxResponseSchema;
+  },
+  /**
+   * @generated from rpc cleanroom.v1.SandboxService.ResumeSandbox
+   */
+  resumeSandbox: {
+    methodKind: "unary";
+    input: typeof ResumeSandboxRequestSchema;
+    output: typeof ResumeSandboxResponseSchema;
   },
   /**
    * @generated from rpc cleanroom.v1.SandboxService.StreamSandboxEvents

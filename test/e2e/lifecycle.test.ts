@@ -1,0 +1,127 @@
+// Suspend and wake with real runc: a suspended sandbox's processes get no CPU (its cgroup's counter stands still),
+// reads leave it asleep, any call that touches the guest wakes it (concurrent ones share one wake), and an idle
+// sandbox is suspended by the daemon on its own.
+import assert from "node:assert/strict";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { before, test } from "node:test";
+import { suiteCleanup } from "../fixtures/cleanup.ts";
+import { ensureBaseImage, startTestDaemon, type TestDaemon } from "../fixtures/daemon.ts";
+
+const suite = suiteCleanup();
+let daemon: TestDaemon;
+
+before(async () => {
+  daemon = await startTestDaemon(suite);
+  await ensureBaseImage(daemon);
+});
+
+async function newSandbox(on: TestDaemon): Promise<string> {
+  const created = await on.cli(["sandbox", "create"]);
+  assert.equal(created.code, 0, created.stderr);
+  const id = created.stdout.trim();
+  suite.after(() => on.cli(["sandbox", "rm", id]));
+  return id;
+}
+
+async function inspect(on: TestDaemon, id: string): Promise<{ status: string; events: { type: string; attributes: Record<string, string> }[] }> {
+  return JSON.parse((await on.cli(["sandbox", "inspect", id, "--json"])).stdout);
+}
+
+/** CPU time the sandbox's cgroup has used, in nanoseconds (cgroup v1 cpuacct or v2 cpu.stat). */
+function cpuUsageNs(id: string): number {
+  for (const hierarchy of ["cpuacct", "cpu,cpuacct"]) {
+    try {
+      return Number(readFileSync(`/sys/fs/cgroup/${hierarchy}/cleanroom/${id}/cpuacct.usage`, "utf8"));
+    } catch {
+      // not this layout
+    }
+  }
+  const stat = readFileSync(`/sys/fs/cgroup/cleanroom/${id}/cpu.stat`, "utf8");
+  return Number(/usage_usec (\d+)/.exec(stat)![1]) * 1000;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function cpuUsedOver(id: string, ms: number): Promise<number> {
+  const start = cpuUsageNs(id);
+  await sleep(ms);
+  return cpuUsageNs(id) - start;
+}
+
+test("a suspended sandbox uses no CPU, reads leave it asleep, and exec, files and resume wake it", async () => {
+  const id = await newSandbox(daemon);
+  const burner = await daemon.cli(["exec", "--in", id, "--", "sh", "-c", "nohup sh -c 'while :; do :; done' >/dev/null 2>&1 &"]);
+  assert.equal(burner.code, 0, burner.stderr);
+  assert.ok((await cpuUsedOver(id, 500)) > 100_000_000, "the busy loop runs");
+
+  const suspended = await daemon.cli(["sandbox", "suspend", id]);
+  assert.equal(suspended.code, 0, suspended.stderr);
+  assert.equal(suspended.stdout.trim(), `${id} SUSPENDED`);
+  assert.ok((await cpuUsedOver(id, 1000)) < 5_000_000, "a frozen sandbox gets no CPU");
+  assert.equal((await inspect(daemon, id)).status, "SUSPENDED", "inspecting does not wake it");
+  assert.equal((await daemon.cli(["sandbox", "ls", "--json"])).code, 0);
+  assert.equal((await inspect(daemon, id)).status, "SUSPENDED", "listing does not wake it");
+
+  const [a, b] = await Promise.all([
+    daemon.cli(["exec", "--in", id, "--", "echo", "a"]),
+    daemon.cli(["exec", "--in", id, "--", "echo", "b"]),
+  ]);
+  assert.deepEqual([a.code, a.stdout, b.code, b.stdout], [0, "a\n", 0, "b\n"], `${a.stderr}${b.stderr}`);
+  const afterWake = await inspect(daemon, id);
+  assert.equal(afterWake.status, "READY");
+  const wakes = afterWake.events.filter((e) => e.type === "status" && e.attributes.status === "WAKING");
+  assert.equal(wakes.length, 1, "two concurrent execs shared one wake");
+  assert.ok((await cpuUsedOver(id, 500)) > 100_000_000, "the busy loop runs again");
+
+  assert.equal((await daemon.cli(["sandbox", "suspend", id])).code, 0);
+  const local = mkdtempSync(join(tmpdir(), "cleanroom-wake-"));
+  suite.after(() => rmSync(local, { recursive: true, force: true }));
+  const copied = await daemon.cli(["cp", `${id}:/etc/hostname`, join(local, "hostname")]);
+  assert.equal(copied.code, 0, copied.stderr);
+  assert.equal((await inspect(daemon, id)).status, "READY", "a file operation wakes it");
+
+  assert.equal((await daemon.cli(["sandbox", "suspend", id])).code, 0);
+  const resumed = await daemon.cli(["sandbox", "resume", id]);
+  assert.equal(resumed.stdout.trim(), `${id} READY`, resumed.stderr);
+
+  assert.equal((await daemon.cli(["sandbox", "suspend", id])).code, 0);
+  const removed = await daemon.cli(["sandbox", "rm", id]);
+  assert.equal(removed.code, 0, removed.stderr);
+  assert.equal((await inspect(daemon, id)).status, "STOPPED", "a suspended sandbox terminates");
+});
+
+test("an idle sandbox is suspended after sandbox_lifecycle.idle_suspend_after_seconds; a running execution keeps it awake", async () => {
+  const config = mkdtempSync(join(tmpdir(), "cleanroom-idle-config-"));
+  suite.after(() => rmSync(config, { recursive: true, force: true }));
+  mkdirSync(join(config, "cleanroom"));
+  writeFileSync(join(config, "cleanroom", "config.yaml"), "sandbox_lifecycle:\n  idle_suspend_after_seconds: 2\n  warm_pool_size: 0\n");
+  const idle = await startTestDaemon(suite, { env: { XDG_CONFIG_HOME: config } });
+  const id = await newSandbox(idle);
+
+  const busy = idle.cli(["exec", "--in", id, "--", "sleep", "4"]);
+  await sleep(3000);
+  assert.equal((await inspect(idle, id)).status, "READY", "not suspended while an execution runs");
+  assert.equal((await busy).code, 0);
+
+  let status = "";
+  for (let i = 0; i < 40 && status !== "SUSPENDED"; i++) {
+    await sleep(250);
+    status = (await inspect(idle, id)).status;
+  }
+  assert.equal(status, "SUSPENDED", "suspended after 2 s without activity");
+  const woken = await idle.cli(["exec", "--in", id, "--", "echo", "awake"]);
+  assert.equal(woken.stdout, "awake\n", woken.stderr);
+});
+
+test("a suspended sandbox stays suspended across a daemon crash and wakes on the next exec", async () => {
+  const id = await newSandbox(daemon);
+  assert.equal((await daemon.cli(["exec", "--in", id, "--", "sh", "-c", "echo before > /root/state"])).code, 0);
+  assert.equal((await daemon.cli(["sandbox", "suspend", id])).code, 0);
+  await daemon.crashAndRestart();
+  assert.equal((await inspect(daemon, id)).status, "SUSPENDED");
+  const woken = await daemon.cli(["exec", "--in", id, "--", "cat", "/root/state"]);
+  assert.equal(woken.stdout, "before\n", woken.stderr);
+  assert.equal((await inspect(daemon, id)).status, "READY");
+});
