@@ -322,7 +322,10 @@ export class SandboxSupervisor {
 
   /** Wakes the sandbox of an execution before a call that reaches its process (signal, stdin, resize). */
   async wakeForExecution(executionId: string): Promise<void> {
-    await this.#lifecycle.awake(this.#runner.get(executionId).sandboxId);
+    const sandboxId = this.#runner.get(executionId).sandboxId;
+    // a finished execution of a terminated sandbox still answers (the runner says what became of it)
+    await this.#lifecycle.wake(sandboxId, "woken by a call to one of its executions");
+    this.#lifecycle.touch(sandboxId);
   }
 
   /** Stops the sandbox and releases every host resource it holds. With `wait: false`, returns once it is STOPPING. */
