@@ -37,6 +37,9 @@ func main() {
 	if len(os.Args) >= 2 && os.Args[1] == "file" {
 		os.Exit(runFileCommand(os.Args[2:]))
 	}
+	if len(os.Args) >= 2 && os.Args[1] == "dial" {
+		os.Exit(runDialCommand(os.Args[2:]))
+	}
 
 	listenPath := flag.String("listen", "", "listen on this unix socket path (for tests; not PID 1)")
 	showVersion := flag.Bool("version", false, "print the agent version and exit")

@@ -23,9 +23,9 @@ export class FileHelperRun {
   readonly #process: AgentProcess;
   #killReason: Error | undefined;
 
-  constructor(agent: AgentClient, agentPath: string, op: string, request: Record<string, unknown>, opts: { stdin: boolean }) {
+  constructor(agent: AgentClient, agentPath: string, op: string, request: Record<string, unknown>, opts: { stdin: boolean; /** another helper mode's arguments (dial) */ argv?: string[] }) {
     this.op = op;
-    this.#process = agent.exec({ argv: [agentPath, "file", op, JSON.stringify(request)], stdin: opts.stdin });
+    this.#process = agent.exec({ argv: [agentPath, ...(opts.argv ?? ["file", op, JSON.stringify(request)])], stdin: opts.stdin });
     this.stdout = this.#process.stdout;
     this.stdin = this.#process.stdin;
     const stderr = collectBounded(this.#process.stderr, STDERR_KEEP_BYTES, STDERR_MAX_BYTES, () =>

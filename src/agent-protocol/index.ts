@@ -5,6 +5,7 @@
  */
 export { AGENT_PROTOCOL_VERSION } from "./agent-connection.ts";
 export { connectAgent } from "./connect-agent.ts";
+export { dialSandboxPort } from "./port-dial.ts";
 export { SandboxFiles, DEFAULT_AGENT_PATH_IN_SANDBOX, type WriteOptions } from "./sandbox-files.ts";
 export type { SandboxPathEntry } from "./file-entry.ts";
 export type { AgentClient, AgentInfo, AgentProcess, ExecRequest, ExitStatus } from "./types.ts";

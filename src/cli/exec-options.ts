@@ -34,6 +34,7 @@ export const EXEC_OPTIONS: readonly ExecOptionSpec[] = [
   { long: "print-sandbox-id", help: "print the sandbox id on stderr" },
   { long: "launch-seconds", value: "n", help: "how long a new sandbox may take to start" },
   { long: "dangerously-allow-all", help: "do not restrict the new sandbox's network egress" },
+  { long: "expose", value: "[host:]guest", repeatable: true, help: "forward 127.0.0.1:host here to the guest port while the command runs (repeatable)" },
 ];
 
 /** A command line the fast path can run without loading the full program. */
@@ -96,6 +97,7 @@ export function matchFastExec(argv: readonly string[]): FastExec | undefined {
     ...(text("from") ? { from: text("from")! } : {}),
     ...(text("launch-seconds") ? { launchSeconds: text("launch-seconds")! } : {}),
     env: (values.env as string[] | undefined) ?? [],
+    expose: (values.expose as string[] | undefined) ?? [],
     keep: on("keep"),
     rm: on("rm"),
     stdin: !on("no-stdin"),

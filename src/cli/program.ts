@@ -100,6 +100,10 @@ export function buildProgram(): Command {
     .option("--max-bytes <size>", "refuse to copy more than this (e.g. 512MiB)")
     .action(action(async (src: string, dst: string, flags: Record<string, unknown>, command: Command) => (await import("./commands/copy.ts")).copy(src, dst, await withHost(command, flags))));
 
+  program.command("port-forward").argument("<ports...>", "[host:]guest, e.g. 8080:3000 or 3000").description("forward 127.0.0.1 ports here to ports inside a sandbox until interrupted")
+    .requiredOption("--in <sandbox-id>", "the sandbox")
+    .action(action(async (ports: string[], flags: Record<string, unknown>, command: Command) => (await import("./commands/port-forward.ts")).portForward(ports, await withHost(command, flags))));
+
   const workspace = program.command("workspace").description("sync this Git checkout's working tree with a sandbox holding the same repository");
   const workspaceAction = (name: "workspaceCopyIn" | "workspaceCopyOut" | "workspaceDiff") =>
     action(async (id: string, flags: Record<string, unknown>, command: Command) => (await import("./commands/workspace.ts"))[name](id, await withHost(command, flags)));

@@ -1,6 +1,7 @@
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { connectAgent, SandboxFiles, type AgentClient } from "../agent-protocol/index.ts";
+import type { Duplex } from "node:stream";
+import { connectAgent, dialSandboxPort, SandboxFiles, type AgentClient } from "../agent-protocol/index.ts";
 import type { Backend, BackendName } from "../backends/index.ts";
 import type { BlockCache } from "../cache/index.ts";
 import type { IdRange } from "../config/index.ts";
@@ -402,6 +403,12 @@ export class SandboxSupervisor {
   async files(id: string): Promise<SandboxFiles> {
     const sandbox = await this.#lifecycle.awake(this.getSandbox(id).id);
     return new SandboxFiles(await this.#agentFor(sandbox));
+  }
+
+  /** A TCP connection to `port` inside the sandbox (waking it first). */
+  async dialPort(id: string, port: number): Promise<Duplex> {
+    const sandbox = await this.#lifecycle.awake(this.getSandbox(id).id);
+    return dialSandboxPort(await this.#agentFor(sandbox), port);
   }
 
   /** The gateway's question "which sandbox is calling?" (see SandboxGateway.callerAt). */

@@ -1,6 +1,7 @@
 import type {
   ExecutionExitJson, ExecutionJson, ExecutionService, HostService, ImageService, SandboxJson, SandboxService, SnapshotService,
 } from "../api/index.ts";
+import type { Duplex } from "node:stream";
 import { defaultSocketPath } from "../config/index.ts";
 import { CleanroomError } from "../errors/index.ts";
 import { JsonTransport, parseEndpoint, type CallOptions, type JsonClient, type StreamFormat } from "./connect-json.ts";
@@ -206,6 +207,15 @@ export class SandboxHandle {
       skipRunBefore: opts.skipRunBefore ?? false,
     });
     return new ExecutionHandle(this.#client, res.execution ?? {});
+  }
+
+  /**
+   * A TCP connection to 127.0.0.1:`port` inside the sandbox (a suspended sandbox is woken): a Duplex that errors
+   * with a CleanroomError (failed_precondition when nothing listens there).
+   */
+  async dialPort(port: number): Promise<Duplex> {
+    const { dialPort } = await import("./port-dial.ts");
+    return dialPort(this.#client.host, this.id, port);
   }
 
   /** Runs a command to completion and collects its output. */

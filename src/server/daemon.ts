@@ -1,7 +1,6 @@
 import { readFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { join } from "node:path";
-import type { Server } from "node:http";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Interceptor } from "@connectrpc/connect";
 import { AGENT_PROTOCOL_VERSION } from "../agent-protocol/index.ts";
@@ -94,7 +93,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   return {
     url: listening.url,
     async close() {
-      await closeServer(listening.server);
+      await listening.close();
       await gateway.close();
       await supervisor.close();
     },
@@ -183,9 +182,4 @@ function reasonCodeInterceptor(log: Logger): Interceptor {
   };
 }
 
-function closeServer(server: Server): Promise<void> {
-  return new Promise((resolve) => {
-    server.close(() => resolve());
-    server.closeAllConnections();
-  });
-}
+

@@ -1,5 +1,7 @@
 import { chmod, mkdir, rm } from "node:fs/promises";
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { createServer as createHttp2Server, type Http2ServerRequest, type Http2ServerResponse, type Http2Session } from "node:http2";
+import { createServer as createNetServer } from "node:net";
 import { dirname } from "node:path";
 import { CleanroomError } from "../errors/index.ts";
 
@@ -28,27 +30,66 @@ export function parseListenAddress(value: string): ListenAddress {
   throw new CleanroomError("invalid_argument", `--listen ${value}: unsupported scheme ${url.protocol} (use unix:// or http://)`);
 }
 
-/** Starts an HTTP/1.1 server for the API on `address`, answering /healthz itself. Unix sockets are root-only (0600). */
-export async function listenHttp(
-  address: ListenAddress,
-  handler: (req: IncomingMessage, res: ServerResponse) => void,
-): Promise<{ server: Server; url: string }> {
-  const server = createServer({ keepAliveTimeout: 30_000 }, (req, res) => {
+/** How the HTTP/2 connection preface starts: a connection that opens with it speaks h2c (prior knowledge). */
+const H2_PREFIX = Buffer.from("PRI ");
+
+export interface ApiListener {
+  url: string;
+  /** stops accepting and ends every connection */
+  close(): Promise<void>;
+}
+
+/**
+ * Serves the API on `address`, answering /healthz itself. Each connection speaks HTTP/1.1 (the CLI's fast path) or,
+ * when it opens with the HTTP/2 preface, h2c: Connect's bidirectional streams (DialSandboxPort) need HTTP/2.
+ * Unix sockets are root-only (0600).
+ */
+export async function listenHttp(address: ListenAddress, handler: (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => void): Promise<ApiListener> {
+  const serve = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => {
     if (req.url === "/healthz") {
-      res.writeHead(200, { "content-type": "text/plain" }).end("ok\n");
+      res.setHeader("content-type", "text/plain");
+      res.end("ok\n");
       return;
     }
     handler(req, res);
+  };
+  const http1 = createServer({ keepAliveTimeout: 30_000 }, serve);
+  const http2 = createHttp2Server({}, serve);
+  const sessions = new Set<Http2Session>();
+  http2.on("session", (session: Http2Session) => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
   });
+  const front = createNetServer((socket) => {
+    socket.once("error", () => socket.destroy());
+    let head = Buffer.alloc(0);
+    const route = (chunk: Buffer) => {
+      head = Buffer.concat([head, chunk]);
+      // "P" may still be POST: four bytes tell "PRI " apart from every HTTP/1.1 method
+      if (head.length < H2_PREFIX.length && H2_PREFIX.subarray(0, head.length).equals(head)) return;
+      socket.off("data", route);
+      socket.pause();
+      socket.unshift(head);
+      (head.subarray(0, H2_PREFIX.length).equals(H2_PREFIX) ? http2 : http1).emit("connection", socket);
+      process.nextTick(() => socket.resume());
+    };
+    socket.on("data", route);
+  });
+  const close = () =>
+    new Promise<void>((resolve) => {
+      front.close(() => resolve());
+      http1.closeAllConnections();
+      for (const session of sessions) session.destroy();
+    });
   if (address.kind === "unix") {
     await mkdir(dirname(address.path), { recursive: true, mode: 0o755 });
     await rm(address.path, { force: true });
-    await new Promise<void>((resolve, reject) => server.once("error", reject).listen(address.path, resolve));
+    await new Promise<void>((resolve, reject) => front.once("error", reject).listen(address.path, resolve));
     await chmod(address.path, 0o600);
-    return { server, url: `unix://${address.path}` };
+    return { url: `unix://${address.path}`, close };
   }
-  await new Promise<void>((resolve, reject) => server.once("error", reject).listen(address.port, address.host, resolve));
-  const bound = server.address();
+  await new Promise<void>((resolve, reject) => front.once("error", reject).listen(address.port, address.host, resolve));
+  const bound = front.address();
   const port = typeof bound === "object" && bound ? bound.port : address.port;
-  return { server, url: `http://${address.host.includes(":") ? `[${address.host}]` : address.host}:${port}` };
+  return { url: `http://${address.host.includes(":") ? `[${address.host}]` : address.host}:${port}`, close };
 }

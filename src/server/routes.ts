@@ -1,3 +1,4 @@
+import { once } from "node:events";
 import { create } from "@bufbuild/protobuf";
 import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
 import { createWritableIterable } from "@connectrpc/connect/protocol";
@@ -60,6 +61,22 @@ export function registerRoutes(router: ConnectRouter, daemon: DaemonContext): vo
     },
     async listSandboxes(req) {
       return { sandboxes: supervisor.listSandboxes(req.all).map(sandboxMessage) };
+    },
+    async *dialSandboxPort(requests, ctx) {
+      const iterator = requests[Symbol.asyncIterator]();
+      const first = await iterator.next();
+      if (first.done || !first.value.sandboxId || !first.value.port) throw new CleanroomError("invalid_argument", "the first DialSandboxPort message names sandbox_id and port");
+      const connection = await supervisor.dialPort(first.value.sandboxId, first.value.port);
+      ctx.signal.addEventListener("abort", () => connection.destroy());
+      const pumped = (async () => {
+        for (let next: IteratorResult<typeof first.value> = first; !next.done; next = await iterator.next()) {
+          if (next.value.data.length && !connection.write(next.value.data)) await once(connection, "drain");
+          if (next.value.closeWrite) break;
+        }
+        connection.end();
+      })();
+      pumped.catch((err: Error) => connection.destroy(err));
+      for await (const chunk of connection) yield { data: chunk as Buffer };
     },
     async suspendSandbox(req) {
       return { sandbox: sandboxMessage(await supervisor.suspendSandbox(req.sandboxId)) };

@@ -1,5 +1,6 @@
 import { CleanroomError } from "../../errors/index.ts";
 import type { SandboxSource, SourceFlags } from "../sandbox-source.ts";
+import type { Forwarding } from "./port-forward.ts";
 import { Cleanroom, type CreateProgressEvent, type ExecutionHandle, type ExitEvent, type SandboxHandle } from "../../sdk/index.ts";
 
 export interface ExecFlags {
@@ -14,6 +15,8 @@ export interface ExecFlags {
   backend?: string;
   /** a snapshot id: the new sandbox's filesystem and policy */
   from?: string;
+  /** [host:]guest ports forwarded while the command runs */
+  expose?: string[];
   env?: string[];
   tty?: boolean;
   stdin?: boolean; // commander's --no-stdin sets this to false
@@ -39,12 +42,17 @@ export async function runExec(args: string[], flags: ExecFlags, mode: { console:
   const tty = mode.console || Boolean(flags.tty);
   const attachStdin = flags.stdin !== false;
   const syncRoot = flags.copyIn || flags.copyOut ? await checkoutRootForSync(flags.chdir) : undefined;
+  const portForwarding = flags.expose?.length ? await import("./port-forward.ts") : undefined;
+  const mappings = portForwarding ? flags.expose!.map(portForwarding.parsePortMapping) : [];
   const created = !flags.in;
   const sandbox = flags.in ? client.sandbox(flags.in) : await createFromSource(client, flags, flags.from ? {} : await sandboxSourceWithWarnings(flags));
   if (flags.printSandboxId) process.stderr.write(`${sandbox.id}\n`);
+  let forwarding: Forwarding | undefined;
   try {
     const workspace = syncRoot ? await import("./workspace.ts") : undefined;
     if (workspace && syncRoot && flags.copyIn) await workspace.copyInAround(client, sandbox.id, syncRoot);
+    forwarding = portForwarding ? await portForwarding.startForwarding(sandbox, mappings) : undefined;
+    for (const line of forwarding?.describe() ?? []) process.stderr.write(`cleanroom: forwarding ${line}\n`);
     const execution = await sandbox.start(command, {
       env: resolveEnv(flags.env ?? []),
       stdin: attachStdin,
@@ -57,6 +65,7 @@ export async function runExec(args: string[], flags: ExecFlags, mode: { console:
     }
     return exitCode;
   } finally {
+    await forwarding?.close();
     if ((created && !flags.keep) || flags.rm) await sandbox.terminate({ wait: false }).catch(() => undefined);
   }
 }

@@ -842,6 +842,96 @@ export declare type ListSandboxesResponseJson = {
 export declare const ListSandboxesResponseSchema: GenMessage<ListSandboxesResponse, {jsonType: ListSandboxesResponseJson}>;
 
 /**
+ * @generated from message cleanroom.v1.DialSandboxPortRequest
+ */
+export declare type DialSandboxPortRequest = Message<"cleanroom.v1.DialSandboxPortRequest"> & {
+  /**
+   * the first message names the sandbox and port; later ones carry bytes
+   *
+   * @generated from field: string sandbox_id = 1;
+   */
+  sandboxId: string;
+
+  /**
+   * @generated from field: uint32 port = 2;
+   */
+  port: number;
+
+  /**
+   * @generated from field: bytes data = 3;
+   */
+  data: Uint8Array;
+
+  /**
+   * no more data from the client (the connection is half-closed towards the sandbox)
+   *
+   * @generated from field: bool close_write = 4;
+   */
+  closeWrite: boolean;
+};
+
+/**
+ * @generated from message cleanroom.v1.DialSandboxPortRequest
+ */
+export declare type DialSandboxPortRequestJson = {
+  /**
+   * the first message names the sandbox and port; later ones carry bytes
+   *
+   * @generated from field: string sandbox_id = 1;
+   */
+  sandboxId?: string;
+
+  /**
+   * @generated from field: uint32 port = 2;
+   */
+  port?: number;
+
+  /**
+   * @generated from field: bytes data = 3;
+   */
+  data?: string;
+
+  /**
+   * no more data from the client (the connection is half-closed towards the sandbox)
+   *
+   * @generated from field: bool close_write = 4;
+   */
+  closeWrite?: boolean;
+};
+
+/**
+ * Describes the message cleanroom.v1.DialSandboxPortRequest.
+ * Use `create(DialSandboxPortRequestSchema)` to create a new message.
+ */
+export declare const DialSandboxPortRequestSchema: GenMessage<DialSandboxPortRequest, {jsonType: DialSandboxPortRequestJson}>;
+
+/**
+ * @generated from message cleanroom.v1.DialSandboxPortResponse
+ */
+export declare type DialSandboxPortResponse = Message<"cleanroom.v1.DialSandboxPortResponse"> & {
+  /**
+   * @generated from field: bytes data = 1;
+   */
+  data: Uint8Array;
+};
+
+/**
+ * @generated from message cleanroom.v1.DialSandboxPortResponse
+ */
+export declare type DialSandboxPortResponseJson = {
+  /**
+   * @generated from field: bytes data = 1;
+   */
+  data?: string;
+};
+
+/**
+ * Describes the message cleanroom.v1.DialSandboxPortResponse.
+ * Use `create(DialSandboxPortResponseSchema)` to create a new message.
+ */
+export declare const DialSandboxPortResponseSchema: GenMessage<DialSandboxPortResponse, {jsonType: DialSandboxPortResponseJson}>;
+
+/**
  * @generated from message cleanroom.v1.SuspendSandboxRequest
  */
 export declare type SuspendSandboxRequest = Message<"cleanroom.v1.SuspendSandboxRequest"> & {
@@ -2425,6 +2515,16 @@ export declare const SandboxService: GenService<{
     methodKind: "unary";
     input: typeof ResumeSandboxRequestSchema;
     output: typeof ResumeSandboxResponseSchema;
+  },
+  /**
+   * a TCP connection to a port inside the sandbox (127.0.0.1:port in its network namespace); needs HTTP/2
+   *
+   * @generated from rpc cleanroom.v1.SandboxService.DialSandboxPort
+   */
+  dialSandboxPort: {
+    methodKind: "bidi_streaming";
+    input: typeof DialSandboxPortRequestSchema;
+    output: typeof DialSandboxPortResponseSchema;
   },
   /**
    * @generated from rpc cleanroom.v1.SandboxService.StreamSandboxEvents

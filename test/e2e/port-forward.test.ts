@@ -1,0 +1,98 @@
+// Port forwarding end to end: a web server inside a real sandbox (busybox httpd, copied in) is reached from the host
+// through `cleanroom port-forward` and `exec --expose`: each host connection is a DialSandboxPort stream over HTTP/2
+// to the daemon and an exec of the agent's dial helper inside the sandbox. Forwarding ends with the sandbox.
+import assert from "node:assert/strict";
+import { spawn, type ChildProcess } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { before, test } from "node:test";
+import { suiteCleanup } from "../fixtures/cleanup.ts";
+import { cliPath, ensureBaseImage, startTestDaemon, type TestDaemon } from "../fixtures/daemon.ts";
+
+const suite = suiteCleanup();
+let daemon: TestDaemon;
+let id: string;
+let page: Buffer;
+
+before(async () => {
+  daemon = await startTestDaemon(suite);
+  await ensureBaseImage(daemon);
+  const created = await daemon.cli(["sandbox", "create"]);
+  assert.equal(created.code, 0, created.stderr);
+  id = created.stdout.trim();
+  suite.after(() => daemon.cli(["sandbox", "rm", id]));
+  const local = mkdtempSync(join(tmpdir(), "cleanroom-forward-"));
+  suite.after(() => rmSync(local, { recursive: true, force: true }));
+  page = randomBytes(3 * 1024 * 1024);
+  writeFileSync(join(local, "big.bin"), page);
+  for (const [from, to] of [["/bin/busybox", "/usr/local/bin/busybox"], [join(local, "big.bin"), "/srv/big.bin"]] as const) {
+    assert.equal((await daemon.cli(["exec", "--in", id, "--", "mkdir", "-p", "/srv"])).code, 0);
+    const copied = await daemon.cli(["cp", from, `${id}:${to}`]);
+    assert.equal(copied.code, 0, copied.stderr);
+  }
+  const served = await daemon.cli(["exec", "--in", id, "--", "sh", "-c", "echo hello from the sandbox > /srv/index.html && busybox httpd -p 127.0.0.1:3000 -h /srv"]);
+  assert.equal(served.code, 0, served.stderr);
+});
+
+async function freePort(): Promise<number> {
+  const server = createServer().listen(0, "127.0.0.1");
+  await new Promise((resolve) => server.once("listening", resolve));
+  const port = (server.address() as { port: number }).port;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** Starts a CLI command that keeps running; resolves once its stderr contains `ready`. */
+async function startCli(args: string[], ready: string): Promise<{ child: ChildProcess; stderr: () => string; exited: Promise<number> }> {
+  const child = spawn(cliPath, args, { env: daemon.env, stdio: ["ignore", "pipe", "pipe"] });
+  let stderr = "";
+  const exited = new Promise<number>((resolve) => child.once("exit", (code) => resolve(code ?? -1)));
+  suite.after(() => {
+    if (child.exitCode === null) child.kill("SIGTERM");
+    return exited;
+  });
+  await new Promise<void>((resolve, reject) => {
+    child.stderr!.on("data", (chunk: Buffer) => {
+      stderr += chunk.toString();
+      if (stderr.includes(ready)) resolve();
+    });
+    void exited.then((code) => reject(new Error(`exited ${code} before it was ready: ${stderr}`)));
+  });
+  return { child, stderr: () => stderr, exited };
+}
+
+const sha = (bytes: Buffer) => createHash("sha256").update(bytes).digest("hex");
+
+test("port-forward reaches a server in the sandbox, wakes a suspended one, and stops when the sandbox goes", async () => {
+  const port = await freePort();
+  const forward = await startCli(["port-forward", "--in", id, `${port}:3000`, `${await freePort()}:4000`], "forwarding");
+  assert.match(forward.stderr(), new RegExp(`forwarding 127\\.0\\.0\\.1:${port} → ${id}:3000`));
+
+  const index = await fetch(`http://127.0.0.1:${port}/index.html`);
+  assert.equal(await index.text(), "hello from the sandbox\n");
+  const big = Buffer.from(await (await fetch(`http://127.0.0.1:${port}/big.bin`)).arrayBuffer());
+  assert.equal(sha(big), sha(page), "3 MiB through the forward, byte for byte");
+
+  const nothing = forward.stderr().match(/forwarding 127\.0\.0\.1:(\d+) → \S+:4000/)![1];
+  await assert.rejects(fetch(`http://127.0.0.1:${nothing}/`), "no server on the guest port: the connection is dropped");
+  for (let i = 0; i < 40 && !forward.stderr().includes(":4000: "); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.match(forward.stderr(), /:4000: .*nothing accepts connections on port 4000/);
+
+  assert.equal((await daemon.cli(["sandbox", "suspend", id])).code, 0);
+  const woken = await fetch(`http://127.0.0.1:${port}/index.html`);
+  assert.equal(await woken.text(), "hello from the sandbox\n", "a dial wakes a suspended sandbox");
+
+  const exposed = await freePort();
+  const exec = await startCli(["exec", "--in", id, "--expose", `${exposed}:3000`, "--", "sleep", "5"], "forwarding");
+  assert.equal(await (await fetch(`http://127.0.0.1:${exposed}/index.html`)).text(), "hello from the sandbox\n");
+  assert.equal(await exec.exited, 0);
+  await assert.rejects(fetch(`http://127.0.0.1:${exposed}/index.html`), "exec --expose forwards only while the command runs");
+
+  assert.doesNotMatch(forward.stderr(), /:3000: /, "connections that worked leave no warnings");
+  assert.equal((await daemon.cli(["sandbox", "rm", id])).code, 0);
+  assert.equal(await forward.exited, 1);
+  assert.match(forward.stderr(), /stopped forwarding: sandbox \S+ is STOPPED/);
+});
