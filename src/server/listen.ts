@@ -1,7 +1,7 @@
 import { chmod, mkdir, rm } from "node:fs/promises";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { createServer as createHttp2Server, type Http2ServerRequest, type Http2ServerResponse, type Http2Session } from "node:http2";
-import { createServer as createNetServer } from "node:net";
+import { createServer as createNetServer, type Socket } from "node:net";
 import { dirname } from "node:path";
 import { CleanroomError } from "../errors/index.ts";
 
@@ -60,7 +60,11 @@ export async function listenHttp(address: ListenAddress, handler: (req: Incoming
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
   });
+  // the two HTTP servers never listen themselves, so they do not track these sockets: closing ends them here
+  const sockets = new Set<Socket>();
   const front = createNetServer((socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
     socket.once("error", () => socket.destroy());
     let head = Buffer.alloc(0);
     const route = (chunk: Buffer) => {
@@ -78,8 +82,8 @@ export async function listenHttp(address: ListenAddress, handler: (req: Incoming
   const close = () =>
     new Promise<void>((resolve) => {
       front.close(() => resolve());
-      http1.closeAllConnections();
       for (const session of sessions) session.destroy();
+      for (const socket of sockets) socket.destroy();
     });
   if (address.kind === "unix") {
     await mkdir(dirname(address.path), { recursive: true, mode: 0o755 });
