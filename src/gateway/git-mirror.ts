@@ -88,8 +88,9 @@ export class GitMirrors {
 
   /** A guest's info/refs: a refresh, unless the daemon holds the mirror fresh for a checkout (holdFresh). */
   refreshUnlessHeld(upstream: MirrorUpstream): Promise<MirrorState> {
-    const state = this.#lastState.get(this.mirrorName(upstream.url));
-    if (state && Date.now() < (this.#freshUntil.get(this.mirrorName(upstream.url)) ?? 0)) return Promise.resolve(state);
+    const name = this.mirrorName(upstream.url);
+    const state = this.#lastState.get(name);
+    if (state && Date.now() < (this.#freshUntil.get(name) ?? 0)) return Promise.resolve(state);
     return this.refresh(upstream);
   }
 

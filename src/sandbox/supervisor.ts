@@ -314,11 +314,11 @@ export class SandboxSupervisor {
 
   /** Freezes a READY sandbox: it keeps its memory and uses no CPU until a call touches it (or resumeSandbox). */
   suspendSandbox(id: string): Promise<SandboxRecord> {
-    return this.#lifecycle.suspend(this.getSandbox(id).id);
+    return this.#lifecycle.suspend(id);
   }
 
   resumeSandbox(id: string): Promise<SandboxRecord> {
-    return this.#lifecycle.wake(this.getSandbox(id).id);
+    return this.#lifecycle.wake(id);
   }
 
   /** Wakes the sandbox of an execution before a call that reaches its process (signal, stdin, resize). */
@@ -356,7 +356,7 @@ export class SandboxSupervisor {
 
   /** Copies a READY sandbox's filesystem (its writes over its image and block layers), frozen for the copy. */
   async createSnapshot(sandboxId: string, name: string): Promise<SnapshotRecord> {
-    const sandbox = await this.#lifecycle.awake(this.getSandbox(sandboxId).id);
+    const sandbox = await this.#lifecycle.awake(sandboxId);
     const snapshot = await this.#snapshots.create(sandbox, this.#backendOf(sandbox), name);
     this.#events.record(sandbox.id, "snapshot_created", `snapshot ${snapshot.id} (${snapshot.name})`, { attributes: { snapshot_id: snapshot.id, disk_bytes: String(snapshot.diskBytes) } });
     return snapshot;
@@ -392,7 +392,7 @@ export class SandboxSupervisor {
 
   /** Creates an execution in a READY sandbox and starts it. */
   async createExecution(input: ExecutionInput): Promise<ExecutionRecord> {
-    const sandbox = await this.#lifecycle.awake(this.getSandbox(input.sandboxId).id);
+    const sandbox = await this.#lifecycle.awake(input.sandboxId);
     const defaults = sandbox.imageDefaults ?? { env: [], workingDir: "", user: "" };
     // a repository sandbox's commands run in the checkout, as they would in the developer's clone
     const workingDir = sandbox.repository?.path || defaults.workingDir;
@@ -401,13 +401,13 @@ export class SandboxSupervisor {
 
   /** The files of a READY sandbox, resolved by its agent inside the sandbox's own mount namespace. */
   async files(id: string): Promise<SandboxFiles> {
-    const sandbox = await this.#lifecycle.awake(this.getSandbox(id).id);
+    const sandbox = await this.#lifecycle.awake(id);
     return new SandboxFiles(await this.#agentFor(sandbox));
   }
 
   /** A TCP connection to `port` inside the sandbox (waking it first). */
   async dialPort(id: string, port: number): Promise<Duplex> {
-    const sandbox = await this.#lifecycle.awake(this.getSandbox(id).id);
+    const sandbox = await this.#lifecycle.awake(id);
     return dialSandboxPort(await this.#agentFor(sandbox), port);
   }
 

@@ -220,7 +220,7 @@ export function registerRoutes(router: ConnectRouter, daemon: DaemonContext): vo
     async storageUsage(req) {
       const categories = await storageUsage(daemon, selectionOf(req.selection));
       return {
-        categories: categories.map((c) => ({ ...c, bytes: BigInt(c.bytes), reclaimableBytes: BigInt(c.reclaimableBytes) })),
+        categories: categories.map((c) => ({ ...c, bytes: BigInt(c.bytes), reclaimableBytes: BigInt(c.reclaimableBytes), allReclaimableBytes: BigInt(c.allReclaimableBytes) })),
         totalBytes: BigInt(categories.reduce((total, c) => total + c.bytes, 0)),
         reclaimableBytes: BigInt(categories.reduce((total, c) => total + c.reclaimableBytes, 0)),
       };

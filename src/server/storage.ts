@@ -41,6 +41,9 @@ export interface CategoryUsage {
   active: number;
   reclaimableCount: number;
   reclaimableBytes: number;
+  /** with `all` */
+  allReclaimableCount: number;
+  allReclaimableBytes: number;
 }
 
 /** Whether a prune with `selection` takes `item`. */
@@ -49,11 +52,17 @@ export function isSelected(item: Pick<StoredItem, "active" | "leftover" | "lastU
   return selection.olderThanSeconds === 0 || Date.parse(item.lastUsedAt) <= now - selection.olderThanSeconds * 1000;
 }
 
+/** Storage by category, with what `selection` and the same selection with `all` would free (each size measured once). */
 export async function storageUsage(ctx: DaemonContext, selection: StorageSelection): Promise<CategoryUsage[]> {
-  const items = await inventory(ctx, selection);
+  const sizeOf = memoizedSizes();
+  const everything = { ...selection, all: true };
+  // which block outputs and images stay in use depends on which snapshots the selection keeps
+  const items = await inventory(ctx, selection, sizeOf);
+  const allItems = await inventory(ctx, everything, sizeOf);
   return STORAGE_CATEGORIES.map((category) => {
     const mine = items.filter((item) => item.category === category);
     const reclaimable = mine.filter((item) => isSelected(item, selection));
+    const allReclaimable = allItems.filter((item) => item.category === category && isSelected(item, everything));
     return {
       category,
       count: mine.length,
@@ -61,13 +70,15 @@ export async function storageUsage(ctx: DaemonContext, selection: StorageSelecti
       active: mine.filter((item) => item.active).length,
       reclaimableCount: reclaimable.length,
       reclaimableBytes: sum(reclaimable),
+      allReclaimableCount: allReclaimable.length,
+      allReclaimableBytes: sum(allReclaimable),
     };
   });
 }
 
 /** Removes what `selection` takes, in an order that frees dependents first (sandboxes before their artifacts, snapshots before the caches they hold). */
 export async function pruneStorage(ctx: DaemonContext, selection: StorageSelection, dryRun: boolean): Promise<StoredItem[]> {
-  const selected = (await inventory(ctx, selection)).filter((item) => isSelected(item, selection));
+  const selected = (await inventory(ctx, selection, memoizedSizes())).filter((item) => isSelected(item, selection));
   if (dryRun) return selected;
   const removed: StoredItem[] = [];
   for (const item of selected) {
@@ -80,7 +91,7 @@ export async function pruneStorage(ctx: DaemonContext, selection: StorageSelecti
 }
 
 /** Everything stored, with snapshots' and sandboxes' uses resolved. */
-async function inventory(ctx: DaemonContext, selection: StorageSelection): Promise<StoredItem[]> {
+async function inventory(ctx: DaemonContext, selection: StorageSelection, sizeOf: (path: string) => Promise<number>): Promise<StoredItem[]> {
   const { supervisor, blockCache, images } = ctx;
   const sandboxes = supervisor.allSandboxRecords();
   const live = sandboxes.filter(isLive);
@@ -166,8 +177,17 @@ function sum(items: StoredItem[]): number {
   return items.reduce((total, item) => total + item.bytes, 0);
 }
 
-async function sizeOf(path: string): Promise<number> {
-  return (await stat(path).then(() => true, () => false)) ? diskUsage(path) : 0;
+/** Allocated bytes under a path (0 when it does not exist), each path measured once per request. */
+function memoizedSizes(): (path: string) => Promise<number> {
+  const sizes = new Map<string, Promise<number>>();
+  return (path) => {
+    let size = sizes.get(path);
+    if (!size) {
+      size = stat(path).then(() => diskUsage(path), () => 0);
+      sizes.set(path, size);
+    }
+    return size;
+  };
 }
 
 async function modifiedAt(path: string): Promise<string> {

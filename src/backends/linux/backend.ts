@@ -1,10 +1,10 @@
-import { access, chmod, chown, mkdir, open, readdir, stat, writeFile, type FileHandle } from "node:fs/promises";
+import { chmod, chown, mkdir, open, readdir, stat, writeFile, type FileHandle } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { CleanroomError, messageOf } from "../../errors/index.ts";
 import { silentLogger } from "../../observability/index.ts";
 import type { Backend, CapabilityMap, LaunchSpec, LaunchedSandbox, LinuxBackendOptions } from "../types.ts";
 import { listenAgentSocket, type ListeningAgentSocket } from "./agent-socket.ts";
-import { agentBinaryProblem, hardNofileLimit, untraversableAncestors } from "./host-access.ts";
+import { agentBinaryProblem, hardNofileLimit, pathExists, untraversableAncestors } from "./host-access.ts";
 import { checkLaunchSpec, type CheckedLaunch } from "./launch-spec.ts";
 import { readCgroupLayout, setCgroupFrozen, type CgroupLayout } from "./cgroups.ts";
 import { renderSandboxSpec, sandboxCgroupPath } from "./oci-spec.ts";
@@ -278,13 +278,6 @@ async function readLogExcerpt(path: string): Promise<string> {
 async function addTraverseBit(dir: string): Promise<void> {
   const { mode } = await stat(dir);
   if ((mode & 0o001) === 0) await chmod(dir, (mode & 0o7777) | 0o011);
-}
-
-function pathExists(path: string): Promise<boolean> {
-  return access(path).then(
-    () => true,
-    () => false,
-  );
 }
 
 function round(ms: number): number {

@@ -1,5 +1,6 @@
-import { access, readFile, rmdir, writeFile } from "node:fs/promises";
+import { readFile, rmdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { pathExists } from "./host-access.ts";
 import { readMounts } from "./overlay.ts";
 
 export type CgroupMode = "v1" | "v2" | "hybrid" | "none";
@@ -63,13 +64,13 @@ export async function setCgroupFrozen(layout: CgroupLayout, cgroupPath: string, 
   for (const hierarchy of layout.hierarchies) {
     const dir = join(hierarchy, cgroupPath);
     const v1 = join(dir, "freezer.state");
-    if (await exists(v1)) {
+    if (await pathExists(v1)) {
       await writeFile(v1, frozen ? "FROZEN" : "THAWED");
       await waitFor(async () => (await readFile(v1, "utf8")).trim() === (frozen ? "FROZEN" : "THAWED"), timeoutMs, `${v1} to read ${frozen ? "FROZEN" : "THAWED"}`);
       return true;
     }
     const v2 = join(dir, "cgroup.freeze");
-    if (await exists(v2)) {
+    if (await pathExists(v2)) {
       await writeFile(v2, frozen ? "1" : "0");
       const events = join(dir, "cgroup.events");
       await waitFor(async () => (await readFile(events, "utf8")).includes(`frozen ${frozen ? 1 : 0}`), timeoutMs, `${events} to say frozen ${frozen ? 1 : 0}`);
@@ -77,10 +78,6 @@ export async function setCgroupFrozen(layout: CgroupLayout, cgroupPath: string, 
     }
   }
   return false;
-}
-
-async function exists(path: string): Promise<boolean> {
-  return access(path).then(() => true, () => false);
 }
 
 async function waitFor(done: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {

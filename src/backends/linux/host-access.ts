@@ -1,4 +1,4 @@
-import { readFile, stat } from "node:fs/promises";
+import { access, readFile, stat } from "node:fs/promises";
 import { dirname } from "node:path";
 
 /**
@@ -38,4 +38,12 @@ export async function hardNofileLimit(): Promise<number> {
   const hard = line?.slice("Max open files".length).trim().split(/\s+/)[1];
   const n = hard === "unlimited" ? Infinity : Number(hard);
   return Number.isFinite(n) && n > 0 ? n : 1024;
+}
+
+/** Whether anything (file, directory, socket) exists at path. */
+export function pathExists(path: string): Promise<boolean> {
+  return access(path).then(
+    () => true,
+    () => false,
+  );
 }

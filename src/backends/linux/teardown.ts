@@ -1,7 +1,8 @@
-import { access, rm } from "node:fs/promises";
+import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { cgroupDirs, cgroupPids, readCgroupLayout, removeCgroupDirs } from "./cgroups.ts";
 import { sandboxCgroupPath } from "./oci-spec.ts";
+import { pathExists } from "./host-access.ts";
 import { isMountPoint, unmount } from "./overlay.ts";
 import { deleteContainer, isInitAlive, readContainerState, type Runc } from "./runc.ts";
 import type { SandboxLayout } from "./sandbox-layout.ts";
@@ -62,7 +63,7 @@ async function stopContainer(runc: Runc, id: string): Promise<void> {
 
 async function deleteRuncContainer(runc: Runc, id: string): Promise<void> {
   const stateDir = join(runc.root, id);
-  if (!(await exists(stateDir))) return;
+  if (!(await pathExists(stateDir))) return;
   let deleteError: unknown;
   try {
     await deleteContainer(runc, id);
@@ -70,7 +71,7 @@ async function deleteRuncContainer(runc: Runc, id: string): Promise<void> {
     deleteError = err;
   }
   // a `runc run` killed half-way leaves a state dir runc itself no longer recognises
-  if (await exists(stateDir)) {
+  if (await pathExists(stateDir)) {
     const state = await readContainerState(runc, id);
     if (state && (await isInitAlive(state))) throw deleteError ?? new Error(`container ${id} is still running`);
     await rm(stateDir, { recursive: true, force: true });
@@ -106,10 +107,4 @@ export async function waitUntil(cond: () => Promise<boolean>, timeoutMs: number)
   }
 }
 
-async function exists(path: string): Promise<boolean> {
-  return access(path).then(
-    () => true,
-    () => false,
-  );
-}
 

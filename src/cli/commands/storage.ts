@@ -17,23 +17,20 @@ export function parseAge(text: string): number {
 /** `system df`: storage by category, with what `system prune` and `system prune --all` would free. */
 export async function diskUsage(flags: Flags): Promise<number> {
   const client = new Cleanroom({ ...(flags.host ? { host: flags.host } : {}) });
-  const [leftovers, everything] = await Promise.all([
-    client.hostService.storageUsage({ selection: { all: false, olderThanSeconds: "0" } }),
-    client.hostService.storageUsage({ selection: { all: true, olderThanSeconds: "0" } }),
-  ]);
-  const allByCategory = new Map((everything.categories ?? []).map((c) => [c.category, c]));
-  const rows = (leftovers.categories ?? []).map((c) => ({
+  const usage = await client.hostService.storageUsage({ selection: { all: false, olderThanSeconds: "0" } });
+  const rows = (usage.categories ?? []).map((c) => ({
     category: c.category ?? "",
     count: c.count ?? 0,
     active: c.active ?? 0,
     bytes: Number(c.bytes ?? 0),
     reclaimable_count: c.reclaimableCount ?? 0,
     reclaimable_bytes: Number(c.reclaimableBytes ?? 0),
-    all_reclaimable_count: allByCategory.get(c.category)?.reclaimableCount ?? 0,
-    all_reclaimable_bytes: Number(allByCategory.get(c.category)?.reclaimableBytes ?? 0),
+    all_reclaimable_count: c.allReclaimableCount ?? 0,
+    all_reclaimable_bytes: Number(c.allReclaimableBytes ?? 0),
   }));
   if (flags.json) {
-    printJson({ categories: rows, total_bytes: Number(leftovers.totalBytes ?? 0), reclaimable_bytes: Number(leftovers.reclaimableBytes ?? 0), all_reclaimable_bytes: Number(everything.reclaimableBytes ?? 0) });
+    const allReclaimable = rows.reduce((total, r) => total + r.all_reclaimable_bytes, 0);
+    printJson({ categories: rows, total_bytes: Number(usage.totalBytes ?? 0), reclaimable_bytes: Number(usage.reclaimableBytes ?? 0), all_reclaimable_bytes: allReclaimable });
     return 0;
   }
   printTable(

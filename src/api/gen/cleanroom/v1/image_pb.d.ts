@@ -762,6 +762,18 @@ export declare type StorageCategory = Message<"cleanroom.v1.StorageCategory"> & 
    * @generated from field: uint64 reclaimable_bytes = 6;
    */
   reclaimableBytes: bigint;
+
+  /**
+   * what the same prune with `all` would free
+   *
+   * @generated from field: uint32 all_reclaimable_count = 7;
+   */
+  allReclaimableCount: number;
+
+  /**
+   * @generated from field: uint64 all_reclaimable_bytes = 8;
+   */
+  allReclaimableBytes: bigint;
 };
 
 /**
@@ -801,6 +813,18 @@ export declare type StorageCategoryJson = {
    * @generated from field: uint64 reclaimable_bytes = 6;
    */
   reclaimableBytes?: string;
+
+  /**
+   * what the same prune with `all` would free
+   *
+   * @generated from field: uint32 all_reclaimable_count = 7;
+   */
+  allReclaimableCount?: number;
+
+  /**
+   * @generated from field: uint64 all_reclaimable_bytes = 8;
+   */
+  allReclaimableBytes?: string;
 };
 
 /**
