@@ -35,7 +35,25 @@ export const EXEC_OPTIONS: readonly ExecOptionSpec[] = [
   { long: "launch-seconds", value: "n", help: "how long a new sandbox may take to start" },
   { long: "dangerously-allow-all", help: "do not restrict the new sandbox's network egress" },
   { long: "expose", value: "[host:]guest", repeatable: true, help: "forward 127.0.0.1:host here to the guest port while the command runs (repeatable)" },
+  { long: "expose-https", value: "[name:]port", repeatable: true, help: "serve https://<name>.cleanroom.localhost:8143 from the guest port while the command runs; bare: the policy's expose.https routes (repeatable)" },
 ];
+
+/** `--expose-https` takes its value only when the next word looks like one: bare, it means the policy's routes. */
+const HTTPS_EXPOSURE_VALUE = /^(?:[^\s:]+:)?\d{1,5}$/;
+
+function bareExposeHttps(args: readonly string[], i: number): boolean {
+  return args[i] === "--expose-https" && !HTTPS_EXPOSURE_VALUE.test(args[i + 1] ?? "");
+}
+
+/**
+ * Spells a bare `--expose-https` as `--expose-https=` (an empty value) so both option parsers take it as given
+ * without a value; nothing after `--` is touched.
+ */
+export function spellBareExposeHttps(args: readonly string[]): string[] {
+  const end = args.indexOf("--");
+  const options = end < 0 ? args : args.slice(0, end);
+  return [...options.map((arg, i) => (bareExposeHttps(options, i) ? "--expose-https=" : arg)), ...(end < 0 ? [] : args.slice(end))];
+}
 
 /** A command line the fast path can run without loading the full program. */
 export interface FastExec {
@@ -66,7 +84,9 @@ export function matchFastExec(argv: readonly string[]): FastExec | undefined {
   if (name !== "exec" && name !== "console") return undefined;
   const console = name === "console";
   const rest = argv.slice(i + 1);
-  const { options, command } = splitAtCommand(rest, console);
+  const split = splitAtCommand(rest, console);
+  const options = spellBareExposeHttps(split.options);
+  const command = split.command;
   if (options.some((arg) => arg === "-h" || arg === "--help")) return undefined;
   const specs = EXEC_OPTIONS.filter((spec) => !(console && spec.execOnly));
   let values: Record<string, string | boolean | (string | boolean)[] | undefined>;
@@ -98,6 +118,7 @@ export function matchFastExec(argv: readonly string[]): FastExec | undefined {
     ...(text("launch-seconds") ? { launchSeconds: text("launch-seconds")! } : {}),
     env: (values.env as string[] | undefined) ?? [],
     expose: (values.expose as string[] | undefined) ?? [],
+    exposeHttps: (values["expose-https"] as string[] | undefined) ?? [],
     keep: on("keep"),
     rm: on("rm"),
     stdin: !on("no-stdin"),
@@ -122,7 +143,7 @@ function splitAtCommand(args: readonly string[], console: boolean): { options: s
     const arg = args[i]!;
     if (arg === "--") return { options: args.slice(0, i), command: args.slice(i + 1) };
     if (!arg.startsWith("-") || arg === "-") return { options: args.slice(0, i), command: args.slice(i) };
-    if (takesValue.has(arg)) i++;
+    if (takesValue.has(arg) && !bareExposeHttps(args, i)) i++;
   }
   return { options: [...args], command: [] };
 }

@@ -1,6 +1,6 @@
 // The CLI entry. `exec` and `console` (the commands whose start-up time users feel) are parsed here with
 // node:util; everything else loads the full commander program. Both read the same option table.
-import { matchFastExec, UsageError, type FastExec } from "./exec-options.ts";
+import { matchFastExec, spellBareExposeHttps, UsageError, type FastExec } from "./exec-options.ts";
 import { resolveHost } from "./host.ts";
 import { reportError } from "./output.ts";
 import { EXEC_FAILURE_EXIT, runExec } from "./commands/exec.ts";
@@ -24,5 +24,5 @@ if (fast) {
   }
 } else {
   const { buildProgram } = await import("./program.ts");
-  await buildProgram().parseAsync(process.argv);
+  await buildProgram().parseAsync(spellBareExposeHttps(process.argv.slice(2)), { from: "user" });
 }

@@ -80,6 +80,8 @@ export function buildProgram(): Command {
       .option("--launch-seconds <n>", "how long the sandbox may take to start")
       .option("--dangerously-allow-all", "do not restrict network egress")
       .option("--json", "print the sandbox as JSON")
+      .option("--expose <[host:]guest>", "then forward 127.0.0.1:host to the guest port until interrupted; the sandbox stays (repeatable)", collect, [])
+      .option("--expose-https <[name:]port>", "then serve https://<name>.cleanroom.localhost:8143 from the guest port until interrupted; bare: the policy's routes (repeatable)", collect, [])
       .action(action(async (flags: Record<string, unknown>, command: Command) => (await import("./commands/sandbox.ts")).createSandbox(await withHost(command, flags), { readPolicy })));
   createCommand(program.command("create").description("create a sandbox for this repository and print its id"), true);
 
@@ -102,7 +104,18 @@ export function buildProgram(): Command {
 
   program.command("port-forward").argument("<ports...>", "[host:]guest, e.g. 8080:3000 or 3000").description("forward 127.0.0.1 ports here to ports inside a sandbox until interrupted")
     .requiredOption("--in <sandbox-id>", "the sandbox")
-    .action(action(async (ports: string[], flags: Record<string, unknown>, command: Command) => (await import("./commands/port-forward.ts")).portForward(ports, await withHost(command, flags))));
+    .action(action(async (ports: string[], flags: Record<string, unknown>, command: Command) => (await import("./commands/expose.ts")).portForward(ports, await withHost(command, flags))));
+  program.command("expose").description("forward TCP ports and serve HTTPS routes from here to a sandbox until interrupted")
+    .requiredOption("--in <sandbox-id>", "the sandbox")
+    .option("--expose <[host:]guest>", "forward 127.0.0.1:host to the guest port (repeatable)", collect, [])
+    .option("--expose-https <[name:]port>", "serve https://<name>.cleanroom.localhost:8143 from the guest port; bare: the policy's expose.https routes (repeatable)", collect, [])
+    .action(action(async (flags: Record<string, unknown>, command: Command) => (await import("./commands/expose.ts")).exposeExisting(await withHost(command, flags))));
+  const ca = program.command("ca").description("the local certificate authority of HTTPS exposure (name-constrained to cleanroom.localhost)");
+  const caAction = (name: "print" | "path" | "install" | "uninstall") => action(async () => (await import("./commands/expose.ts")).exposureCa(name));
+  ca.command("print").description("print the CA certificate (PEM) to trust it somewhere, e.g. curl --cacert or a browser").action(caAction("print"));
+  ca.command("path").description("print where the CA certificate is").action(caAction("path"));
+  ca.command("install").description("trust the CA system-wide (root)").action(caAction("install"));
+  ca.command("uninstall").description("stop trusting the CA system-wide and delete it; the next HTTPS exposure makes a new one").action(caAction("uninstall"));
 
   const workspace = program.command("workspace").description("sync this Git checkout's working tree with a sandbox holding the same repository");
   const workspaceAction = (name: "workspaceCopyIn" | "workspaceCopyOut" | "workspaceDiff") =>

@@ -3,7 +3,7 @@ import type { ZodType } from "zod";
 import type { ReasonCode } from "../errors/index.ts";
 import type { RuntimeConfig } from "./runtime-config.ts";
 
-export { hostPaths, defaultSocketPath, packageRoot, runtimeConfigPath, type HostPaths } from "./paths.ts";
+export { hostPaths, defaultSocketPath, packageRoot, runtimeConfigPath, exposureDir, type HostPaths } from "./paths.ts";
 export { sandboxIdRange, toHostId, type IdRange } from "./id-range.ts";
 export { MAX_YAML_BYTES } from "./limits.ts";
 export { parseSize } from "./size.ts";

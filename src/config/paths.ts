@@ -42,3 +42,8 @@ export function hostPaths(env: NodeJS.ProcessEnv = process.env): HostPaths {
 export function runtimeConfigPath(env: NodeJS.ProcessEnv = process.env): string {
   return join(env.XDG_CONFIG_HOME || join(homedir(), ".config"), "cleanroom", "config.yaml");
 }
+
+/** The user's HTTPS exposure CA: `$CLEANROOM_EXPOSURE_DIR`, else `$XDG_DATA_HOME/cleanroom/exposure` (`~/.local/share/…`). */
+export function exposureDir(env: NodeJS.ProcessEnv = process.env): string {
+  return env.CLEANROOM_EXPOSURE_DIR || join(env.XDG_DATA_HOME || join(homedir(), ".local", "share"), "cleanroom", "exposure");
+}

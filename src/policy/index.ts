@@ -7,6 +7,7 @@ import { findPolicyFile } from "./locate.ts";
 export { compilePolicy, canonicalJson, policyHash, requiredCapabilities, STAGES, type CompiledPolicy, type CompiledBlock, type Stage } from "./compile.ts";
 export { findPolicyFile, POLICY_FILES } from "./locate.ts";
 export { parseShorthand, type AllowRule } from "./allow-entry.ts";
+export { DEFAULT_EXPOSE_BASE, EXPOSURE_DOMAIN, expandExposeHosts, exposureHostProblem, isExposureLabel } from "./expose-hosts.ts";
 export type { LoadedPolicy };
 
 /** Reads, validates and compiles a policy file. Errors are `policy_invalid` with file:line:column. */

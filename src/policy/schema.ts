@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { parseSize } from "../config/index.ts";
 import { hostProblem, parseShorthand, portProblem, type AllowRule } from "./allow-entry.ts";
+import { exposeBaseProblem, exposeHostTemplateProblem } from "./expose-hosts.ts";
 
 const BLOCK_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 const DIGEST_PINNED = /@sha256:[0-9a-f]{64}$/;
@@ -113,10 +114,16 @@ export const policyFileSchema = z.strictObject({
   }, { message: "sandbox is required" }),
   expose: z.strictObject({
     https: z.strictObject({
-      base: z.string().min(1).optional(),
+      base: z.string().min(1).superRefine((base, ctx) => {
+        const problem = exposeBaseProblem(base);
+        if (problem) ctx.addIssue({ code: "custom", message: `"${base}" — ${problem}` });
+      }).optional(),
       routes: z.array(z.strictObject({
         port: z.number({ message: "port is required: 1 to 65535" }).int().min(1).max(65535),
-        hosts: z.array(z.string().min(1)).min(1).optional(),
+        hosts: z.array(z.string().min(1).superRefine((host, ctx) => {
+          const problem = exposeHostTemplateProblem(host);
+          if (problem) ctx.addIssue({ code: "custom", message: `"${host}" — ${problem}` });
+        })).min(1).optional(),
       })).default([]),
     }).optional(),
   }).optional(),

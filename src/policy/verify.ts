@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { CleanroomError } from "../errors/index.ts";
 import { hostProblem } from "./allow-entry.ts";
+import { exposeBaseProblem, exposeHostTemplateProblem } from "./expose-hosts.ts";
 import { canonicalJson, policyHash, STAGES, type CompiledPolicy } from "./compile.ts";
 
 const MAX_POLICY_JSON_BYTES = 1024 * 1024;
@@ -37,8 +38,8 @@ const compiledPolicySchema = z.strictObject({
   run: z.strictObject({ before: z.string().optional() }),
   expose: z.strictObject({
     https: z.strictObject({
-      base: z.string().optional(),
-      routes: z.array(z.strictObject({ port: z.number().int().min(1).max(65535), hosts: z.array(z.string()) })),
+      base: z.string().refine((base) => !exposeBaseProblem(base)).optional(),
+      routes: z.array(z.strictObject({ port: z.number().int().min(1).max(65535), hosts: z.array(z.string().refine((host) => !exposeHostTemplateProblem(host))) })),
     }).optional(),
   }),
 });

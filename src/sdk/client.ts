@@ -1,7 +1,7 @@
 import type {
   ExecutionExitJson, ExecutionJson, ExecutionService, HostService, ImageService, SandboxJson, SandboxService, SnapshotService,
 } from "../api/index.ts";
-import type { Duplex } from "node:stream";
+import type { SandboxPortConnection } from "./port-dial.ts";
 import { defaultSocketPath } from "../config/index.ts";
 import { CleanroomError } from "../errors/index.ts";
 import { JsonTransport, parseEndpoint, type CallOptions, type JsonClient, type StreamFormat } from "./connect-json.ts";
@@ -211,11 +211,12 @@ export class SandboxHandle {
 
   /**
    * A TCP connection to 127.0.0.1:`port` inside the sandbox (a suspended sandbox is woken): a Duplex that errors
-   * with a CleanroomError (failed_precondition when nothing listens there).
+   * with a CleanroomError (failed_precondition when nothing listens there). It answers the net.Socket calls
+   * node's http.Agent makes, so it can serve as an HTTP client's pooled connection.
    */
-  async dialPort(port: number): Promise<Duplex> {
-    const { dialPort } = await import("./port-dial.ts");
-    return dialPort(this.#client.host, this.id, port);
+  async dialPort(port: number): Promise<SandboxPortConnection> {
+    const { SandboxPortConnection } = await import("./port-dial.ts");
+    return new SandboxPortConnection(this.#client.host, this.id, port);
   }
 
   /** Runs a command to completion and collects its output. */

@@ -27,6 +27,7 @@ export function sandboxMessage(record: SandboxRecord): Sandbox {
     labels: record.labels,
     ...(record.repository ? { repository: repositoryState(record.repository) } : {}),
     fromSnapshotId: record.fromSnapshot ?? "",
+    ...(record.policy?.expose.https ? { exposeHttps: record.policy.expose.https } : {}),
   });
 }
 

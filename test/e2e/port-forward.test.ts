@@ -68,15 +68,15 @@ const sha = (bytes: Buffer) => createHash("sha256").update(bytes).digest("hex");
 
 test("port-forward reaches a server in the sandbox, wakes a suspended one, and stops when the sandbox goes", async () => {
   const port = await freePort();
-  const forward = await startCli(["port-forward", "--in", id, `${port}:3000`, `${await freePort()}:4000`], "forwarding");
-  assert.match(forward.stderr(), new RegExp(`forwarding 127\\.0\\.0\\.1:${port} → ${id}:3000`));
+  const forward = await startCli(["port-forward", "--in", id, `${port}:3000`, `${await freePort()}:4000`], "exposing");
+  assert.match(forward.stderr(), new RegExp(`exposing 127\\.0\\.0\\.1:${port} → ${id}:3000`));
 
   const index = await fetch(`http://127.0.0.1:${port}/index.html`);
   assert.equal(await index.text(), "hello from the sandbox\n");
   const big = Buffer.from(await (await fetch(`http://127.0.0.1:${port}/big.bin`)).arrayBuffer());
   assert.equal(sha(big), sha(page), "3 MiB through the forward, byte for byte");
 
-  const nothing = forward.stderr().match(/forwarding 127\.0\.0\.1:(\d+) → \S+:4000/)![1];
+  const nothing = forward.stderr().match(/exposing 127\.0\.0\.1:(\d+) → \S+:4000/)![1];
   await assert.rejects(fetch(`http://127.0.0.1:${nothing}/`), "no server on the guest port: the connection is dropped");
   for (let i = 0; i < 40 && !forward.stderr().includes(":4000: "); i++) await new Promise((resolve) => setTimeout(resolve, 50));
   assert.match(forward.stderr(), /:4000: .*nothing accepts connections on port 4000/);
@@ -86,7 +86,7 @@ test("port-forward reaches a server in the sandbox, wakes a suspended one, and s
   assert.equal(await woken.text(), "hello from the sandbox\n", "a dial wakes a suspended sandbox");
 
   const exposed = await freePort();
-  const exec = await startCli(["exec", "--in", id, "--expose", `${exposed}:3000`, "--", "sleep", "5"], "forwarding");
+  const exec = await startCli(["exec", "--in", id, "--expose", `${exposed}:3000`, "--", "sleep", "5"], "exposing");
   assert.equal(await (await fetch(`http://127.0.0.1:${exposed}/index.html`)).text(), "hello from the sandbox\n");
   assert.equal(await exec.exited, 0);
   await assert.rejects(fetch(`http://127.0.0.1:${exposed}/index.html`), "exec --expose forwards only while the command runs");
@@ -94,5 +94,5 @@ test("port-forward reaches a server in the sandbox, wakes a suspended one, and s
   assert.doesNotMatch(forward.stderr(), /:3000: /, "connections that worked leave no warnings");
   assert.equal((await daemon.cli(["sandbox", "rm", id])).code, 0);
   assert.equal(await forward.exited, 1);
-  assert.match(forward.stderr(), /stopped forwarding: sandbox \S+ is STOPPED/);
+  assert.match(forward.stderr(), /stopped exposing: sandbox \S+ is STOPPED/);
 });

@@ -1,6 +1,6 @@
 import { CleanroomError } from "../../errors/index.ts";
 import type { SandboxSource, SourceFlags } from "../sandbox-source.ts";
-import type { Forwarding } from "./port-forward.ts";
+import type { Exposure } from "../../expose/index.ts";
 import { Cleanroom, type CreateProgressEvent, type ExecutionHandle, type ExitEvent, type SandboxHandle } from "../../sdk/index.ts";
 
 export interface ExecFlags {
@@ -17,6 +17,8 @@ export interface ExecFlags {
   from?: string;
   /** [host:]guest ports forwarded while the command runs */
   expose?: string[];
+  /** [name:]port HTTPS routes served while the command runs; "" = the policy's expose.https routes */
+  exposeHttps?: string[];
   env?: string[];
   tty?: boolean;
   stdin?: boolean; // commander's --no-stdin sets this to false
@@ -42,17 +44,16 @@ export async function runExec(args: string[], flags: ExecFlags, mode: { console:
   const tty = mode.console || Boolean(flags.tty);
   const attachStdin = flags.stdin !== false;
   const syncRoot = flags.copyIn || flags.copyOut ? await checkoutRootForSync(flags.chdir) : undefined;
-  const portForwarding = flags.expose?.length ? await import("./port-forward.ts") : undefined;
-  const mappings = portForwarding ? flags.expose!.map(portForwarding.parsePortMapping) : [];
+  const exposing = flags.expose?.length || flags.exposeHttps?.length ? await import("./expose.ts") : undefined;
+  exposing?.checkExposeFlags(flags);
   const created = !flags.in;
   const sandbox = flags.in ? client.sandbox(flags.in) : await createFromSource(client, flags, flags.from ? {} : await sandboxSourceWithWarnings(flags));
   if (flags.printSandboxId) process.stderr.write(`${sandbox.id}\n`);
-  let forwarding: Forwarding | undefined;
+  let exposure: Exposure | undefined;
   try {
     const workspace = syncRoot ? await import("./workspace.ts") : undefined;
     if (workspace && syncRoot && flags.copyIn) await workspace.copyInAround(client, sandbox.id, syncRoot);
-    forwarding = portForwarding ? await portForwarding.startForwarding(sandbox, mappings) : undefined;
-    for (const line of forwarding?.describe() ?? []) process.stderr.write(`cleanroom: forwarding ${line}\n`);
+    exposure = await exposing?.startSandboxExposure(client, sandbox, flags);
     const execution = await sandbox.start(command, {
       env: resolveEnv(flags.env ?? []),
       stdin: attachStdin,
@@ -65,7 +66,7 @@ export async function runExec(args: string[], flags: ExecFlags, mode: { console:
     }
     return exitCode;
   } finally {
-    await forwarding?.close();
+    await exposure?.close();
     if ((created && !flags.keep) || flags.rm) await sandbox.terminate({ wait: false }).catch(() => undefined);
   }
 }

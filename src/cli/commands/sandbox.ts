@@ -7,11 +7,16 @@ export interface CreateFlags {
   host?: string; chdir?: string; image?: string; repoUrl?: string; repoCommit?: string; backend?: string; launchSeconds?: string; dangerouslyAllowAll?: boolean; json?: boolean;
   copyIn?: boolean;
   from?: string;
+  /** keep forwarding to the new sandbox until interrupted (the sandbox stays afterwards) */
+  expose?: string[];
+  exposeHttps?: string[];
 }
 
 /** `create` reads the repository's policy (-c); `sandbox create` is repository-agnostic. */
 export async function createSandbox(flags: CreateFlags, opts: { readPolicy: boolean }): Promise<number> {
   const client = new Cleanroom({ ...(flags.host ? { host: flags.host } : {}) });
+  const exposing = flags.expose?.length || flags.exposeHttps?.length ? await import("./expose.ts") : undefined;
+  exposing?.checkExposeFlags(flags);
   const source = opts.readPolicy && !flags.from ? await sandboxSourceWithWarnings(flags) : { warnings: [] };
   const syncRoot = flags.copyIn ? await checkoutRootForSync(flags.chdir) : undefined;
   const sandbox = await createFromSource(client, flags, source);
@@ -25,7 +30,8 @@ export async function createSandbox(flags: CreateFlags, opts: { readPolicy: bool
   }
   if (flags.json) printJson(sandboxView(sandbox.info));
   else process.stdout.write(`${sandbox.id}\n`);
-  return 0;
+  const exposure = await exposing?.startSandboxExposure(client, sandbox, flags);
+  return exposure ? exposing!.holdExposure(client, sandbox.id, exposure) : 0;
 }
 
 export async function listSandboxes(flags: { host?: string; all?: boolean; json?: boolean }): Promise<number> {
@@ -102,6 +108,7 @@ function sandboxView(s: SandboxJson) {
     labels: s.labels ?? {},
     ...(s.repository ? { repository: repositoryView(s.repository) } : {}),
     ...(s.fromSnapshotId ? { from_snapshot_id: s.fromSnapshotId } : {}),
+    ...(s.exposeHttps ? { expose_https: { base: s.exposeHttps.base ?? "", routes: (s.exposeHttps.routes ?? []).map((r) => ({ port: r.port ?? 0, hosts: r.hosts ?? [] })) } } : {}),
   };
 }
 

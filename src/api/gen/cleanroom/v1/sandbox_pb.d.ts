@@ -136,6 +136,13 @@ export declare type Sandbox = Message<"cleanroom.v1.Sandbox"> & {
    * @generated from field: string from_snapshot_id = 14;
    */
   fromSnapshotId: string;
+
+  /**
+   * the HTTPS routes its policy declares (expose.https): what a bare `--expose-https` serves
+   *
+   * @generated from field: cleanroom.v1.ExposeHttpsPolicy expose_https = 15;
+   */
+  exposeHttps?: ExposeHttpsPolicy | undefined;
 };
 
 /**
@@ -217,6 +224,13 @@ export declare type SandboxJson = {
    * @generated from field: string from_snapshot_id = 14;
    */
   fromSnapshotId?: string;
+
+  /**
+   * the HTTPS routes its policy declares (expose.https): what a bare `--expose-https` serves
+   *
+   * @generated from field: cleanroom.v1.ExposeHttpsPolicy expose_https = 15;
+   */
+  exposeHttps?: ExposeHttpsPolicyJson;
 };
 
 /**
@@ -224,6 +238,82 @@ export declare type SandboxJson = {
  * Use `create(SandboxSchema)` to create a new message.
  */
 export declare const SandboxSchema: GenMessage<Sandbox, {jsonType: SandboxJson}>;
+
+/**
+ * expose.https of the sandbox's policy, as written: host templates still hold {base}, base still holds {sandbox_id}.
+ *
+ * @generated from message cleanroom.v1.ExposeHttpsPolicy
+ */
+export declare type ExposeHttpsPolicy = Message<"cleanroom.v1.ExposeHttpsPolicy"> & {
+  /**
+   * @generated from field: string base = 1;
+   */
+  base: string;
+
+  /**
+   * @generated from field: repeated cleanroom.v1.ExposeHttpsRoute routes = 2;
+   */
+  routes: ExposeHttpsRoute[];
+};
+
+/**
+ * expose.https of the sandbox's policy, as written: host templates still hold {base}, base still holds {sandbox_id}.
+ *
+ * @generated from message cleanroom.v1.ExposeHttpsPolicy
+ */
+export declare type ExposeHttpsPolicyJson = {
+  /**
+   * @generated from field: string base = 1;
+   */
+  base?: string;
+
+  /**
+   * @generated from field: repeated cleanroom.v1.ExposeHttpsRoute routes = 2;
+   */
+  routes?: ExposeHttpsRouteJson[];
+};
+
+/**
+ * Describes the message cleanroom.v1.ExposeHttpsPolicy.
+ * Use `create(ExposeHttpsPolicySchema)` to create a new message.
+ */
+export declare const ExposeHttpsPolicySchema: GenMessage<ExposeHttpsPolicy, {jsonType: ExposeHttpsPolicyJson}>;
+
+/**
+ * @generated from message cleanroom.v1.ExposeHttpsRoute
+ */
+export declare type ExposeHttpsRoute = Message<"cleanroom.v1.ExposeHttpsRoute"> & {
+  /**
+   * @generated from field: uint32 port = 1;
+   */
+  port: number;
+
+  /**
+   * @generated from field: repeated string hosts = 2;
+   */
+  hosts: string[];
+};
+
+/**
+ * @generated from message cleanroom.v1.ExposeHttpsRoute
+ */
+export declare type ExposeHttpsRouteJson = {
+  /**
+   * @generated from field: uint32 port = 1;
+   */
+  port?: number;
+
+  /**
+   * @generated from field: repeated string hosts = 2;
+   */
+  hosts?: string[];
+};
+
+/**
+ * Describes the message cleanroom.v1.ExposeHttpsRoute.
+ * Use `create(ExposeHttpsRouteSchema)` to create a new message.
+ */
+export declare const ExposeHttpsRouteSchema: GenMessage<ExposeHttpsRoute, {jsonType: ExposeHttpsRouteJson}>;
 
 /**
  * A repository to check out in a new sandbox. Without a compiled policy in the same request, the daemon
