@@ -2,12 +2,13 @@
 // reads leave it asleep, any call that touches the guest wakes it (concurrent ones share one wake), and an idle
 // sandbox is suspended by the daemon on its own.
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { before, test } from "node:test";
 import { suiteCleanup } from "../fixtures/cleanup.ts";
-import { ensureBaseImage, startTestDaemon, type TestDaemon } from "../fixtures/daemon.ts";
+import { ensureBaseImage, hostResourcesOf, startTestDaemon, type TestDaemon } from "../fixtures/daemon.ts";
 
 const suite = suiteCleanup();
 let daemon: TestDaemon;
@@ -124,4 +125,28 @@ test("a suspended sandbox stays suspended across a daemon crash and wakes on the
   const woken = await daemon.cli(["exec", "--in", id, "--", "cat", "/root/state"]);
   assert.equal(woken.stdout, "before\n", woken.stderr);
   assert.equal((await inspect(daemon, id)).status, "READY");
+});
+
+test("a suspend that fails leaves the sandbox READY; a wake that fails makes it FAILED and releases it", async () => {
+  const runc = (args: string[]) => execFileSync("runc", ["--root", join(daemon.runDir, "runc"), ...args], { stdio: "pipe" });
+  // a sandbox whose container something on the host removed while it ran: freezing it cannot work
+  const gone = await newSandbox(daemon);
+  runc(["delete", "--force", gone]);
+  const suspend = await daemon.cli(["sandbox", "suspend", gone]);
+  assert.equal(suspend.code, 1);
+  assert.match(suspend.stderr, /could not be suspended/);
+  const afterSuspend = await inspect(daemon, gone);
+  assert.equal(afterSuspend.status, "READY", "a failed suspend leaves the sandbox as it was");
+  assert.ok(afterSuspend.events.some((e) => /suspend failed/.test(JSON.stringify(e))), JSON.stringify(afterSuspend.events));
+
+  // a suspended sandbox whose container goes while it sleeps: the next exec tries to wake it and cannot
+  const asleep = await newSandbox(daemon);
+  assert.equal((await daemon.cli(["sandbox", "suspend", asleep])).code, 0);
+  runc(["delete", "--force", asleep]);
+  const exec = await daemon.cli(["exec", "--in", asleep, "--", "true"]);
+  assert.notEqual(exec.code, 0);
+  assert.match(exec.stderr, /wake failed/);
+  const afterWake = await inspect(daemon, asleep);
+  assert.equal(afterWake.status, "FAILED");
+  assert.deepEqual(hostResourcesOf(daemon, asleep), [], "a sandbox that failed to wake holds no host resources");
 });
