@@ -6,12 +6,12 @@
 // Run as root: `npm run bench:expose`.
 import { execFile, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { cliPath, repoRoot, startTestDaemon } from "../test/fixtures/daemon.ts";
 import { ensureNodeImage } from "../test/fixtures/node-image.ts";
+import { freePort } from "../test/fixtures/ports.ts";
 
 const run = promisify(execFile);
 const CONCURRENCY = Math.min(Math.max(Number(process.env.BENCH_CONCURRENCY ?? 8), 1), 64);
@@ -28,14 +28,6 @@ interface LoadResult {
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-
-async function freePort(): Promise<number> {
-  const server = createServer().listen(0, "127.0.0.1");
-  await new Promise((resolve) => server.once("listening", resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 async function main(): Promise<void> {
   const daemon = await startTestDaemon({ after: (fn: () => unknown) => void cleanups.push(fn) });

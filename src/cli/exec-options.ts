@@ -1,6 +1,7 @@
 // The options of `exec` and `console`, defined once: the fast path parses them with node:util's parseArgs,
 // and the commander program (help, every other command) registers the same table.
 import { parseArgs } from "node:util";
+import type { GlobalOptions } from "./client.ts";
 import type { ExecFlags } from "./commands/exec.ts";
 
 export interface ExecOptionSpec {
@@ -58,10 +59,13 @@ export function spellBareExposeHttps(args: readonly string[]): string[] {
 /** A command line the fast path can run without loading the full program. */
 export interface FastExec {
   console: boolean;
-  host: string | undefined;
+  /** the global options before the command name, as given */
+  globals: GlobalOptions;
   flags: ExecFlags;
   command: string[];
 }
+
+const GLOBAL_KEYS: Record<string, keyof GlobalOptions> = { "--host": "host", "--tls-ca": "tlsCa", "--auth-token-file": "authTokenFile", "--auth-token-env": "authTokenEnv" };
 
 /** A mistake in the command line: exits 2 like commander's usage errors. */
 export class UsageError extends Error {}
@@ -72,13 +76,20 @@ export class UsageError extends Error {}
  */
 export function matchFastExec(argv: readonly string[]): FastExec | undefined {
   let i = 0;
-  let host: string | undefined;
-  if (argv[i] === "--host") {
-    host = argv[i + 1];
-    i += 2;
-  } else if (argv[i]?.startsWith("--host=")) {
-    host = argv[i]!.slice("--host=".length);
-    i += 1;
+  const globals: GlobalOptions = {};
+  for (;;) {
+    const arg = argv[i] ?? "";
+    const eq = arg.indexOf("=");
+    const key = GLOBAL_KEYS[eq < 0 ? arg : arg.slice(0, eq)];
+    if (!key) break;
+    if (eq >= 0) {
+      globals[key] = arg.slice(eq + 1);
+      i += 1;
+    } else {
+      if (argv[i + 1] === undefined) throw new UsageError(`option '${arg} <value>' argument missing`);
+      globals[key] = argv[i + 1];
+      i += 2;
+    }
   }
   const name = argv[i];
   if (name !== "exec" && name !== "console") return undefined;
@@ -107,7 +118,6 @@ export function matchFastExec(argv: readonly string[]): FastExec | undefined {
   const on = (key: string) => values[key] === true;
   const inId = text("in") ?? text("sandbox-id");
   const flags: ExecFlags = {
-    ...(host ? { host } : {}),
     ...(inId ? { in: inId } : {}),
     ...(text("chdir") ? { chdir: text("chdir")! } : {}),
     ...(text("image") ? { image: text("image")! } : {}),
@@ -128,7 +138,7 @@ export function matchFastExec(argv: readonly string[]): FastExec | undefined {
     copyIn: on("copy-in") || on("sync"),
     copyOut: on("copy-out") || on("sync"),
   };
-  return { console, host, flags, command };
+  return { console, globals, flags, command };
 }
 
 /** Options end at `--` or at the first word that is not an option or an option's value. */

@@ -1,7 +1,7 @@
 // The CLI entry. `exec` and `console` (the commands whose start-up time users feel) are parsed here with
 // node:util; everything else loads the full commander program. Both read the same option table.
 import { matchFastExec, spellBareExposeHttps, UsageError, type FastExec } from "./exec-options.ts";
-import { resolveHost } from "./host.ts";
+import { resolveClientFlags } from "./client.ts";
 import { reportError } from "./output.ts";
 import { EXEC_FAILURE_EXIT, runExec } from "./commands/exec.ts";
 
@@ -16,8 +16,8 @@ try {
 
 if (fast) {
   try {
-    const host = await resolveHost(fast.host);
-    process.exitCode = await runExec(fast.command, { ...fast.flags, ...(host ? { host } : {}) }, { console: fast.console });
+    const client = await resolveClientFlags(fast.globals);
+    process.exitCode = await runExec(fast.command, { ...fast.flags, ...client }, { console: fast.console });
   } catch (err) {
     reportError(err, false);
     process.exitCode = EXEC_FAILURE_EXIT;

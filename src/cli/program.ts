@@ -1,11 +1,9 @@
 import { Command, Option } from "commander";
 import { EXEC_OPTIONS } from "./exec-options.ts";
-import { resolveHost } from "./host.ts";
+import { resolveClientFlags, type ClientFlags, type GlobalOptions } from "./client.ts";
 import { reportError } from "./output.ts";
 
 const CLIENT_VERSION = "0.1.0";
-
-type GlobalFlags = { host?: string };
 
 /** Runs a command action, mapping every failure to a message and exit code at this one edge. */
 function action<A extends unknown[]>(run: (...args: A) => Promise<number>, failureExit = 1) {
@@ -21,10 +19,10 @@ function action<A extends unknown[]>(run: (...args: A) => Promise<number>, failu
   };
 }
 
-/** Adds the resolved daemon endpoint to a command's flags. */
-async function withHost<T extends object>(command: Command, flags: T): Promise<T & GlobalFlags> {
-  const host = await resolveHost(command.optsWithGlobals().host as string | undefined);
-  return { ...flags, ...(host ? { host } : {}) };
+/** Adds the resolved daemon endpoint, CA and token (the global options) to a command's flags. */
+async function withHost<T extends object>(command: Command, flags: T): Promise<T & ClientFlags> {
+  const globals = command.optsWithGlobals() as GlobalOptions;
+  return { ...flags, ...(await resolveClientFlags(globals)) };
 }
 
 function collect(value: string, previous: string[] = []): string[] {
@@ -45,7 +43,10 @@ function execOptions(command: Command, forConsole: boolean): Command {
 export function buildProgram(): Command {
   const program = new Command("cleanroom")
     .description("Run untrusted code in isolated Linux sandboxes with deny-by-default egress")
-    .addOption(new Option("--host <url>", "daemon endpoint: unix:///path, http://host:port").env("CLEANROOM_HOST"))
+    .addOption(new Option("--host <url>", "daemon endpoint: unix:///path, http://127.0.0.1:port, https://host:port").env("CLEANROOM_HOST"))
+    .addOption(new Option("--tls-ca <file>", "CA certificates (PEM) that vouch for an https daemon").env("CLEANROOM_TLS_CA"))
+    .addOption(new Option("--auth-token-file <file>", "file holding the bearer token").env("CLEANROOM_AUTH_TOKEN_FILE"))
+    .option("--auth-token-env <name>", "environment variable holding the bearer token", "CLEANROOM_AUTH_TOKEN")
     .enablePositionalOptions()
     .showHelpAfterError()
     .configureOutput({ outputError: (str, write) => write(`cleanroom: ${str.replace(/^error: /, "")}`) });
@@ -186,7 +187,9 @@ export function buildProgram(): Command {
     .action(action(async (flags: Record<string, unknown>) => (await import("./commands/config.ts")).validateConfig(flags)));
 
   program.command("serve").description("run the daemon (root)")
-    .option("--listen <url>", "unix:///path or http://127.0.0.1:port (default unix:///var/run/cleanroom/cleanroom.sock)")
+    .option("--listen <url>", "unix:///path, http://127.0.0.1:port or https://127.0.0.1:port (default unix:///var/run/cleanroom/cleanroom.sock)")
+    .option("--tls-cert <file>", "certificate (PEM) of an https:// listener")
+    .option("--tls-key <file>", "private key (PEM) of an https:// listener")
     .option("--gateway-listen <addr>", "where sandboxes reach the gateway: :PORT on every address, IPV4:PORT, :0 ephemeral (default :8170; env CLEANROOM_GATEWAY_LISTEN)")
     .option("--log-level <level>", "trace|debug|info|warn|error")
     .option("--warm-pool <n>", "spare sandboxes of the default shape kept ready, 0-16 (default 1; env CLEANROOM_WARM_POOL)")

@@ -19,6 +19,14 @@ export type ReasonCode =
   | "agent_protocol_error"
   | "agent_unavailable"
   | "execution_failed"
+  | "auth_missing"
+  | "auth_invalid_token"
+  | "auth_untrusted_issuer"
+  | "auth_audience_mismatch"
+  | "auth_no_binding"
+  | "auth_no_grant"
+  | "auth_owner_mismatch"
+  | "auth_insecure_transport"
   | "internal";
 
 /** An error a user can act on: a stable code, a message that says what to do, optional detail for --json. */

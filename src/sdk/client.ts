@@ -2,13 +2,45 @@ import type {
   ExecutionExitJson, ExecutionJson, ExecutionService, HostService, ImageService, SandboxJson, SandboxService, SnapshotService,
 } from "../api/index.ts";
 import type { SandboxPortConnection } from "./port-dial.ts";
+import { readFileSync } from "node:fs";
 import { defaultSocketPath } from "../config/index.ts";
 import { CleanroomError } from "../errors/index.ts";
-import { JsonTransport, parseEndpoint, type CallOptions, type JsonClient, type StreamFormat } from "./connect-json.ts";
+import { JsonTransport, parseEndpoint, type CallOptions, type Endpoint, type JsonClient, type StreamFormat } from "./connect-json.ts";
 
 export interface CleanroomOptions {
-  /** `unix:///path` or `http://host:port`; default `CLEANROOM_HOST`, else the default socket */
+  /** `unix:///path`, `http://127.0.0.1:port` or `https://host:port`; default `CLEANROOM_HOST`, else the default socket */
   host?: string;
+  /** PEM file of the CA that vouches for an https daemon; default `CLEANROOM_TLS_CA`, else the system's CAs */
+  tlsCa?: string;
+  /** bearer token for a daemon that requires auth; default the contents of `CLEANROOM_AUTH_TOKEN_FILE`, else
+   * `CLEANROOM_AUTH_TOKEN`. Never sent over plain http beyond loopback. */
+  token?: string;
+}
+
+/** The token the environment offers: the file CLEANROOM_AUTH_TOKEN_FILE names, else CLEANROOM_AUTH_TOKEN. */
+function tokenFromEnv(env: NodeJS.ProcessEnv): string | undefined {
+  if (env.CLEANROOM_AUTH_TOKEN_FILE) return readTokenFile(env.CLEANROOM_AUTH_TOKEN_FILE);
+  return env.CLEANROOM_AUTH_TOKEN || undefined;
+}
+
+/** A token file's contents without surrounding whitespace; an empty or unreadable file is an error, not "no token". */
+export function readTokenFile(path: string): string {
+  let token: string;
+  try {
+    token = readFileSync(path, "utf8").trim();
+  } catch (err) {
+    throw new CleanroomError("auth_missing", `cannot read the auth token file ${path}: ${(err as Error).message}`);
+  }
+  if (!token) throw new CleanroomError("auth_missing", `the auth token file ${path} is empty`);
+  return token;
+}
+
+function readCaFile(path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new CleanroomError("invalid_argument", `cannot read the TLS CA file ${path}: ${(err as Error).message}`);
+  }
 }
 
 /** A repository to check out in a new sandbox, at an exact commit. */
@@ -106,9 +138,16 @@ export class Cleanroom {
   readonly snapshots: JsonClient<typeof SnapshotService>;
   readonly #transport: JsonTransport;
 
+  /** where and how this client reaches the daemon (TLS CA, token) */
+  get endpoint(): Endpoint {
+    return this.#transport.endpoint;
+  }
+
   constructor(opts: CleanroomOptions = {}) {
     this.host = opts.host || process.env.CLEANROOM_HOST || defaultHost();
-    this.#transport = new JsonTransport(parseEndpoint(this.host));
+    const caFile = opts.tlsCa || process.env.CLEANROOM_TLS_CA;
+    const token = opts.token || tokenFromEnv(process.env);
+    this.#transport = new JsonTransport(parseEndpoint(this.host, { ...(caFile ? { ca: readCaFile(caFile) } : {}), ...(token ? { token } : {}) }));
     this.sandboxes = this.#transport.client<typeof SandboxService>("cleanroom.v1.SandboxService", ["createSandboxStream", "streamSandboxEvents", "archiveSandboxPaths", "downloadSandboxFile"]);
     this.executions = this.#transport.client<typeof ExecutionService>("cleanroom.v1.ExecutionService", ["streamExecution"]);
     this.images = this.#transport.client<typeof ImageService>("cleanroom.v1.ImageService", ["pullImage", "importImage", "warmup"]);
@@ -216,7 +255,7 @@ export class SandboxHandle {
    */
   async dialPort(port: number): Promise<SandboxPortConnection> {
     const { SandboxPortConnection } = await import("./port-dial.ts");
-    return new SandboxPortConnection(this.#client.host, this.id, port);
+    return new SandboxPortConnection(this.#client.endpoint, this.id, port);
   }
 
   /** Runs a command to completion and collects its output. */

@@ -9,7 +9,8 @@ import { CleanroomError, REASON_CODE_HEADER, type ReasonCode } from "../errors/i
 
 // `import … from "node:http"` builds the module's ESM facade, which evaluates a lazy getter that loads
 // undici (~25 ms); a CommonJS require of the same module does not.
-const { Agent, request } = createRequire(import.meta.url)("node:http") as typeof import("node:http");
+const load = createRequire(import.meta.url);
+const http = load("node:http") as typeof import("node:http");
 
 /** The JSON shape protobuf-es generated for a message schema (`json_types=true`). */
 export type JsonOf<Schema> = Schema extends { readonly $codegenv2: { b: { jsonType: infer J } } } ? J : never;
@@ -49,36 +50,61 @@ export function protoFormat<Reply>(decode: (payload: Buffer) => Reply): StreamFo
 export interface Endpoint {
   /** set for unix sockets */
   socketPath?: string;
-  /** http://host:port (for unix sockets a nominal one) */
+  /** http(s)://host:port (for unix sockets a nominal one) */
   baseUrl: string;
   /** shown in errors */
   display: string;
+  /** https: the CA certificates (PEM) that vouch for the daemon (default: the system's) */
+  ca?: Buffer;
+  /** sent as `Authorization: Bearer …` */
+  token?: string;
 }
+
+const LOOPBACK = /^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|localhost|\[::1\])$/;
 
 /** a single stream message larger than this is a broken or hostile server */
 const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 const END_STREAM_FLAG = 0x02;
 
-/** Parses `unix:///path`, `/path` or `http(s)://host:port`. */
-export function parseEndpoint(host: string): Endpoint {
+/**
+ * Parses `unix:///path`, `/path` or `http(s)://host:port`. A bearer token is never sent over plain http beyond
+ * loopback, where anyone on the path could read and replay it: that is refused (auth_insecure_transport).
+ */
+export function parseEndpoint(host: string, opts: { ca?: Buffer; token?: string } = {}): Endpoint {
+  const secrets = { ...(opts.ca ? { ca: opts.ca } : {}), ...(opts.token ? { token: opts.token } : {}) };
   if (host.startsWith("unix://") || host.startsWith("/")) {
     const socketPath = host.startsWith("/") ? host : host.slice("unix://".length);
     if (!socketPath.startsWith("/")) throw new CleanroomError("invalid_argument", `--host ${host}: the socket path must be absolute`);
     // an IPv4 literal as the nominal host: for "localhost" node:http runs (and compiles) its IPv6 regex, ~14 ms
-    return { socketPath, baseUrl: "http://127.0.0.1", display: host };
+    return { socketPath, baseUrl: "http://127.0.0.1", display: host, ...secrets };
   }
-  if (host.startsWith("http://")) return { baseUrl: host.replace(/\/+$/, ""), display: host };
-  if (host.startsWith("https://")) throw new CleanroomError("invalid_argument", `--host ${host}: https endpoints are not supported yet; use unix:// or http://127.0.0.1`);
-  throw new CleanroomError("invalid_argument", `--host ${host}: expected unix:///path or http://host:port`);
+  if (host.startsWith("http://")) {
+    const baseUrl = host.replace(/\/+$/, "");
+    if (opts.token && !LOOPBACK.test(new URL(baseUrl).hostname)) {
+      throw new CleanroomError("auth_insecure_transport", `--host ${host}: a bearer token is never sent over plain http beyond loopback; use https://`);
+    }
+    return { baseUrl, display: host, ...secrets };
+  }
+  if (host.startsWith("https://")) return { baseUrl: host.replace(/\/+$/, ""), display: host, ...secrets };
+  throw new CleanroomError("invalid_argument", `--host ${host}: expected unix:///path, http://127.0.0.1:port or https://host:port`);
 }
 
 /** Sends Connect unary and server-streaming calls; one keep-alive connection pool per transport. */
 export class JsonTransport {
   readonly endpoint: Endpoint;
-  readonly #agent = new Agent({ keepAlive: true, maxSockets: 8 });
+  readonly #agent: import("node:http").Agent;
+  readonly #request: typeof import("node:http").request;
 
   constructor(endpoint: Endpoint) {
     this.endpoint = endpoint;
+    if (endpoint.baseUrl.startsWith("https:")) {
+      const https = load("node:https") as typeof import("node:https");
+      this.#agent = new https.Agent({ keepAlive: true, maxSockets: 8, ...(endpoint.ca ? { ca: endpoint.ca } : {}) });
+      this.#request = https.request as typeof import("node:http").request;
+    } else {
+      this.#agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+      this.#request = http.request;
+    }
   }
 
   /** A typed client for `typeName` (e.g. "cleanroom.v1.SandboxService"). */
@@ -189,13 +215,18 @@ export class JsonTransport {
     const url = new URL(path, this.endpoint.baseUrl);
     const streamed = !Buffer.isBuffer(body);
     return new Promise((resolve, reject) => {
-      const req = request(
+      const req = this.#request(
         url,
         {
           method: "POST",
           agent: this.#agent,
           ...(this.endpoint.socketPath ? { socketPath: this.endpoint.socketPath } : {}),
-          headers: { "content-type": contentType, "connect-protocol-version": "1", ...(streamed ? {} : { "content-length": body.byteLength }) },
+          headers: {
+            "content-type": contentType,
+            "connect-protocol-version": "1",
+            ...(streamed ? {} : { "content-length": body.byteLength }),
+            ...(this.endpoint.token ? { authorization: `Bearer ${this.endpoint.token}` } : {}),
+          },
           ...(opts.signal ? { signal: opts.signal } : {}),
         },
         resolve,

@@ -1,5 +1,5 @@
 export {
-  Cleanroom, SandboxHandle, ExecutionHandle, defaultHost, enumName,
+  Cleanroom, SandboxHandle, ExecutionHandle, defaultHost, enumName, readTokenFile,
   type CleanroomOptions, type CreateSandboxOptions, type CreateProgressEvent, type RepositoryCheckoutOptions, type StartOptions, type ExecResult, type ExecutionOutcome, type OutputEvent, type ExitEvent,
 } from "./client.ts";
 export { CleanroomError, isCleanroomError, type ReasonCode } from "../errors/index.ts";

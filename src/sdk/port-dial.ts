@@ -9,6 +9,7 @@ import { createWritableIterable } from "@connectrpc/connect/protocol";
 import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { SandboxService, type DialSandboxPortRequest } from "../api/index.ts";
 import { CleanroomError, REASON_CODE_HEADER, type ReasonCode } from "../errors/index.ts";
+import type { Endpoint } from "./connect-json.ts";
 
 type DialMessage = Partial<Pick<DialSandboxPortRequest, "sandboxId" | "port" | "data" | "closeWrite">>;
 
@@ -29,13 +30,19 @@ export class SandboxPortConnection extends Duplex {
   #requestsOpen = true;
   #idleTimer: NodeJS.Timeout | undefined;
 
-  constructor(host: string, sandboxId: string, port: number) {
+  constructor(endpoint: Endpoint, sandboxId: string, port: number) {
     super();
-    const url = new URL(host);
-    const unix = url.protocol === "unix:";
-    const baseUrl = unix ? "http://localhost" : host;
-    this.#session = new Http2SessionManager(baseUrl, undefined, unix ? { createConnection: () => netConnect(url.pathname) } : undefined);
-    const client = createClient(SandboxService, createConnectTransport({ httpVersion: "2", useBinaryFormat: true, baseUrl, sessionManager: this.#session }));
+    const socketPath = endpoint.socketPath;
+    const baseUrl = socketPath ? "http://localhost" : endpoint.baseUrl;
+    this.#session = new Http2SessionManager(baseUrl, undefined, socketPath ? { createConnection: () => netConnect(socketPath) } : endpoint.ca ? { ca: endpoint.ca } : undefined);
+    const token = endpoint.token;
+    const client = createClient(SandboxService, createConnectTransport({
+      httpVersion: "2", useBinaryFormat: true, baseUrl, sessionManager: this.#session,
+      interceptors: token ? [(next) => (req) => {
+        req.header.set("authorization", `Bearer ${token}`);
+        return next(req);
+      }] : [],
+    }));
     void this.#outgoing.write({ sandboxId, port });
     void this.#receive(client.dialSandboxPort(this.#outgoing, { signal: this.#abort.signal })).finally(() => this.#session.abort());
   }

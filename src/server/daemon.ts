@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import { cpus } from "node:os";
 import { join } from "node:path";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
@@ -7,6 +8,7 @@ import { AGENT_PROTOCOL_VERSION } from "../agent-protocol/index.ts";
 import { createLinuxBackend, type BackendName } from "../backends/index.ts";
 import { BlockCache, DEFAULT_MINIMUM_OUTPUT_BYTES } from "../cache/index.ts";
 import { hostPaths, loadRuntimeConfig, packageRoot, sandboxIdRange, type HostPaths, type RuntimeConfig } from "../config/index.ts";
+import { CleanroomError } from "../errors/index.ts";
 import { ImageStore } from "../image/index.ts";
 import { startGateway, type Gateway, type GatewaySettings } from "../gateway/index.ts";
 import { createNetworkManager, hostResolver, type HostResolver, type NetworkManager } from "../network/index.ts";
@@ -14,12 +16,15 @@ import type { Logger } from "../observability/index.ts";
 import { SandboxSupervisor } from "../sandbox/index.ts";
 import type { DaemonContext } from "./daemon-context.ts";
 import { toConnectError } from "./errors.ts";
-import { listenHttp, parseListenAddress } from "./listen.ts";
+import { isLoopbackHost, listenHttp, parseListenAddress, type ListenAddress, type ListenerTls } from "./listen.ts";
 import { registerRoutes } from "./routes.ts";
 
 export interface DaemonOptions {
-  /** `unix:///path` or `http://127.0.0.1:port`; default: the root socket */
+  /** `unix:///path`, `http://127.0.0.1:port` or `https://host:port`; default: the root socket */
   listen?: string;
+  /** PEM files of an https:// listener */
+  tlsCert?: string;
+  tlsKey?: string;
   /** `--gateway-listen`: ":8170" (default), "IPV4:PORT", ":0" for an ephemeral port */
   gatewayListen?: string;
   paths?: HostPaths;
@@ -41,6 +46,9 @@ export const version: string = (JSON.parse(readFileSync(join(packageRoot, "packa
 export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const paths = opts.paths ?? hostPaths();
   const log = opts.logger;
+  // a listener that cannot work is refused before anything starts
+  const address = parseListenAddress(opts.listen ?? `unix://${paths.socketPath}`);
+  const tls = await listenerTls(address, opts);
   const backendOptions = { stateDir: paths.stateDir, runDir: paths.runDir, agentPath: paths.agentPath, idRange: sandboxIdRange, logger: log };
   const images = new ImageStore({ root: paths.imageDir, idRange: sandboxIdRange, logger: log });
   const config = opts.config ?? (await loadRuntimeConfig());
@@ -88,7 +96,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     routes: (router) => registerRoutes(router, context),
     interceptors: [reasonCodeInterceptor(log)],
   });
-  const listening = await listenHttp(parseListenAddress(opts.listen ?? `unix://${paths.socketPath}`), handler);
+  const listening = await listenHttp(address, handler, tls);
   log.info({ url: listening.url, gateway_port: gateway.port, state_dir: paths.stateDir, version }, "cleanroom daemon listening");
   return {
     url: listening.url,
@@ -182,4 +190,23 @@ function reasonCodeInterceptor(log: Logger): Interceptor {
   };
 }
 
-
+/**
+ * The key and certificate of an https:// listener. Only loopback is served until OIDC auth exists: a shared server
+ * (any other address) needs `auth.required: true`, which this build cannot honour yet.
+ */
+async function listenerTls(address: ListenAddress, opts: DaemonOptions): Promise<ListenerTls | undefined> {
+  const tlsFlags = opts.tlsCert !== undefined || opts.tlsKey !== undefined;
+  if (address.kind === "unix" || !address.tls) {
+    if (tlsFlags) throw new CleanroomError("invalid_argument", "--tls-cert and --tls-key go with an https:// --listen address");
+    return undefined;
+  }
+  if (!isLoopbackHost(address.host)) {
+    throw new CleanroomError("auth_insecure_transport", `--listen https://${address.host}: a listener beyond loopback needs auth.required: true (OIDC), which this build does not have yet; listen on 127.0.0.1 or a unix socket`);
+  }
+  if (!opts.tlsCert || !opts.tlsKey) throw new CleanroomError("invalid_argument", "an https:// listener needs both --tls-cert and --tls-key (PEM files)");
+  const read = (path: string, what: string) => readFile(path).catch((err: Error) => {
+    throw new CleanroomError("invalid_argument", `cannot read the TLS ${what} ${path}: ${err.message}`);
+  });
+  const [cert, key] = await Promise.all([read(opts.tlsCert, "certificate"), read(opts.tlsKey, "key")]);
+  return { cert, key };
+}

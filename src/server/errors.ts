@@ -19,6 +19,14 @@ const CODE_BY_REASON: Partial<Record<ReasonCode, Code>> = {
   permission_denied: Code.PermissionDenied,
   resource_exhausted: Code.ResourceExhausted,
   already_exists: Code.AlreadyExists,
+  auth_missing: Code.Unauthenticated,
+  auth_invalid_token: Code.Unauthenticated,
+  auth_untrusted_issuer: Code.Unauthenticated,
+  auth_audience_mismatch: Code.Unauthenticated,
+  auth_no_binding: Code.PermissionDenied,
+  auth_no_grant: Code.PermissionDenied,
+  auth_owner_mismatch: Code.PermissionDenied,
+  auth_insecure_transport: Code.FailedPrecondition,
 };
 
 /** The one place daemon errors become ConnectRPC errors. Unexpected errors are logged and hidden. */

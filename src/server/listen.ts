@@ -2,32 +2,48 @@ import { chmod, mkdir, rm } from "node:fs/promises";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { createServer as createHttp2Server, type Http2ServerRequest, type Http2ServerResponse, type Http2Session } from "node:http2";
 import { createServer as createNetServer, type Socket } from "node:net";
+import { createServer as createTlsServer } from "node:tls";
 import { dirname } from "node:path";
 import { CleanroomError } from "../errors/index.ts";
 
-export type ListenAddress = { kind: "unix"; path: string } | { kind: "tcp"; host: string; port: number };
+export type ListenAddress = { kind: "unix"; path: string } | { kind: "tcp"; host: string; port: number; tls: boolean };
 
-/** Parses `--listen`: `unix:///path`, a bare absolute path, or `http://host:port` (loopback only until auth exists). */
+/** Key and certificate (PEM) of an https:// listener. */
+export interface ListenerTls {
+  key: string | Buffer;
+  cert: string | Buffer;
+}
+
+const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "::1"]);
+
+export function isLoopbackHost(host: string): boolean {
+  return LOOPBACK_HOSTS.has(host) || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
+}
+
+/**
+ * Parses `--listen`: `unix:///path`, a bare absolute path, `http://host:port` (loopback only: plain HTTP would carry
+ * bearer tokens in the clear) or `https://host:port`.
+ */
 export function parseListenAddress(value: string): ListenAddress {
   if (value.startsWith("/")) return { kind: "unix", path: value };
   let url: URL;
   try {
     url = new URL(value);
   } catch {
-    throw new CleanroomError("invalid_argument", `--listen ${value}: expected unix:///path or http://127.0.0.1:PORT`);
+    throw new CleanroomError("invalid_argument", `--listen ${value}: expected unix:///path, http://127.0.0.1:PORT or https://HOST:PORT`);
   }
   if (url.protocol === "unix:") {
     if (!url.pathname.startsWith("/")) throw new CleanroomError("invalid_argument", `--listen ${value}: the socket path must be absolute`);
     return { kind: "unix", path: url.pathname };
   }
-  if (url.protocol === "http:") {
-    const host = url.hostname.replace(/^\[|\]$/g, "");
-    if (host !== "127.0.0.1" && host !== "localhost" && host !== "::1") {
-      throw new CleanroomError("invalid_argument", `--listen ${value}: plain http is only served on loopback; a shared server needs https and auth`);
-    }
-    return { kind: "tcp", host, port: Number(url.port || 7777) };
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new CleanroomError("invalid_argument", `--listen ${value}: unsupported scheme ${url.protocol} (use unix://, http:// on loopback, or https://)`);
   }
-  throw new CleanroomError("invalid_argument", `--listen ${value}: unsupported scheme ${url.protocol} (use unix:// or http://)`);
+  const host = url.hostname.replace(/^\[|\]$/g, "");
+  if (url.protocol === "http:" && !isLoopbackHost(host)) {
+    throw new CleanroomError("auth_insecure_transport", `--listen ${value}: plain http is only served on loopback; a shared server listens on https:// (--tls-cert, --tls-key) with auth.required: true`);
+  }
+  return { kind: "tcp", host, port: Number(url.port || 7777), tls: url.protocol === "https:" };
 }
 
 /** How the HTTP/2 connection preface starts: a connection that opens with it speaks h2c (prior knowledge). */
@@ -44,7 +60,12 @@ export interface ApiListener {
  * when it opens with the HTTP/2 preface, h2c: Connect's bidirectional streams (DialSandboxPort) need HTTP/2.
  * Unix sockets are root-only (0600).
  */
-export async function listenHttp(address: ListenAddress, handler: (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => void): Promise<ApiListener> {
+export async function listenHttp(
+  address: ListenAddress,
+  handler: (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => void,
+  tls?: ListenerTls,
+): Promise<ApiListener> {
+  if (address.kind === "tcp" && address.tls && !tls) throw new CleanroomError("invalid_argument", "an https:// listener needs --tls-cert and --tls-key");
   const serve = (req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse) => {
     if (req.url === "/healthz") {
       res.setHeader("content-type", "text/plain");
@@ -62,7 +83,7 @@ export async function listenHttp(address: ListenAddress, handler: (req: Incoming
   });
   // the two HTTP servers never listen themselves, so they do not track these sockets: closing ends them here
   const sockets = new Set<Socket>();
-  const front = createNetServer((socket) => {
+  const accept = (socket: Socket) => {
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
     socket.once("error", () => socket.destroy());
@@ -78,7 +99,12 @@ export async function listenHttp(address: ListenAddress, handler: (req: Incoming
       process.nextTick(() => socket.resume());
     };
     socket.on("data", route);
-  });
+  };
+  // over TLS the same sniffing runs on the decrypted bytes; ALPN offers h2 so HTTP/2 clients get it
+  const front = address.kind === "tcp" && address.tls && tls
+    ? createTlsServer({ key: tls.key, cert: tls.cert, ALPNProtocols: ["h2", "http/1.1"], minVersion: "TLSv1.2" }, accept)
+    : createNetServer(accept);
+  front.on("tlsClientError", (_err: Error, socket: Socket) => socket.destroy());
   const close = () =>
     new Promise<void>((resolve) => {
       front.close(() => resolve());
@@ -95,5 +121,5 @@ export async function listenHttp(address: ListenAddress, handler: (req: Incoming
   await new Promise<void>((resolve, reject) => front.once("error", reject).listen(address.port, address.host, resolve));
   const bound = front.address();
   const port = typeof bound === "object" && bound ? bound.port : address.port;
-  return { url: `http://${address.host.includes(":") ? `[${address.host}]` : address.host}:${port}`, close };
+  return { url: `${address.tls ? "https" : "http"}://${address.host.includes(":") ? `[${address.host}]` : address.host}:${port}`, close };
 }

@@ -13,13 +13,13 @@ test("exec options end at -- or at the first word, so the command keeps its own 
   assert.equal(bare.flags.stdin, true);
 });
 
-test("--host before the command, aliases and negations are understood", () => {
-  const parsed = matchFastExec(["--host", "unix:///x.sock", "exec", "--sandbox-id", "abc", "-n", "--print-sandbox-id", "--", "true"])!;
-  assert.equal(parsed.host, "unix:///x.sock");
+test("client options before the command, aliases and negations are understood", () => {
+  const parsed = matchFastExec(["--host", "unix:///x.sock", "--tls-ca=/ca.pem", "--auth-token-file", "/t", "exec", "--sandbox-id", "abc", "-n", "--print-sandbox-id", "--", "true"])!;
+  assert.deepEqual(parsed.globals, { host: "unix:///x.sock", tlsCa: "/ca.pem", authTokenFile: "/t" });
   assert.equal(parsed.flags.in, "abc");
   assert.equal(parsed.flags.stdin, false);
   assert.equal(parsed.flags.printSandboxId, true);
-  assert.equal(matchFastExec(["--host=unix:///y", "console"])!.host, "unix:///y");
+  assert.equal(matchFastExec(["--host=unix:///y", "console"])!.globals.host, "unix:///y");
 });
 
 test("help and other commands go to the full program", () => {

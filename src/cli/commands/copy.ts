@@ -8,6 +8,7 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { CleanroomError } from "../../errors/index.ts";
 import { archivePaths, Cleanroom, downloadFile, extractArchive, statPath, uploadFile } from "../../sdk/index.ts";
+import { connectClient } from "../client.ts";
 
 export interface CopyFlags { host?: string; maxBytes?: string }
 
@@ -19,7 +20,7 @@ export async function copy(src: string, dst: string, flags: CopyFlags): Promise<
   const to = SANDBOX_PATH.exec(dst);
   if (Boolean(from) === Boolean(to)) throw new CleanroomError("invalid_argument", "exactly one of SRC and DST must be <sandbox-id>:/absolute/path");
   const maxBytes = flags.maxBytes === undefined ? 0 : parseMaxBytes(flags.maxBytes);
-  const client = new Cleanroom({ ...(flags.host ? { host: flags.host } : {}) });
+  const client = connectClient(flags);
   try {
     if (to) await copyIn(client, src, to[1]!, sandboxPath(to[2]!), maxBytes);
     else await copyOut(client, from![1]!, sandboxPath(from![2]!), dst, maxBytes);

@@ -2,6 +2,7 @@ import { CleanroomError } from "../../errors/index.ts";
 import type { SandboxSource, SourceFlags } from "../sandbox-source.ts";
 import type { Exposure } from "../../expose/index.ts";
 import { Cleanroom, type CreateProgressEvent, type ExecutionHandle, type ExitEvent, type SandboxHandle } from "../../sdk/index.ts";
+import { connectClient } from "../client.ts";
 
 export interface ExecFlags {
   host?: string;
@@ -40,7 +41,7 @@ export const EXEC_FAILURE_EXIT = 125;
 export async function runExec(args: string[], flags: ExecFlags, mode: { console: boolean }): Promise<number> {
   const command = args.length ? args : mode.console ? ["/bin/sh"] : [];
   if (!command.length) throw new CleanroomError("invalid_argument", "no command given; put it after `--`, e.g. `cleanroom exec -- echo hello`");
-  const client = new Cleanroom({ ...(flags.host ? { host: flags.host } : {}) });
+  const client = connectClient(flags);
   const tty = mode.console || Boolean(flags.tty);
   const attachStdin = flags.stdin !== false;
   const syncRoot = flags.copyIn || flags.copyOut ? await checkoutRootForSync(flags.chdir) : undefined;

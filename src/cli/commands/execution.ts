@@ -1,12 +1,13 @@
 import type { ExecutionJson } from "../../api/index.ts";
-import { Cleanroom, enumName } from "../../sdk/index.ts";
+import { enumName } from "../../sdk/index.ts";
 import { age, printJson, printTable } from "../output.ts";
+import { connectClient } from "../client.ts";
 
 const TAIL_BYTES = 64 * 1024;
 const FINISHED = new Set(["SUCCEEDED", "FAILED", "CANCELED", "TIMED_OUT"]);
 
 export async function listExecutions(flags: { host?: string; sandboxId?: string; all?: boolean; json?: boolean }): Promise<number> {
-  const client = new Cleanroom({ ...(flags.host ? { host: flags.host } : {}) });
+  const client = connectClient(flags);
   const executions = (await client.executions.listExecutions({ sandboxId: flags.sandboxId ?? "", all: Boolean(flags.all) })).executions ?? [];
   const views = executions.map(executionView);
   if (flags.json) {
@@ -21,7 +22,7 @@ export async function listExecutions(flags: { host?: string; sandboxId?: string;
 }
 
 export async function inspectExecution(id: string, flags: { host?: string; json?: boolean }): Promise<number> {
-  const client = new Cleanroom({ ...(flags.host ? { host: flags.host } : {}) });
+  const client = connectClient(flags);
   const res = await client.executions.inspectExecution({ executionId: id, outputBytes: TAIL_BYTES });
   const info = { ...executionView(res.execution ?? {}), artifacts_dir: res.artifactsDir ?? "" };
   const stdout = Buffer.from(res.stdoutTail ?? "", "base64").toString("utf8");

@@ -7,6 +7,7 @@ import {
 import { exposureDir } from "../../config/index.ts";
 import { CleanroomError } from "../../errors/index.ts";
 import { Cleanroom, enumName, SandboxHandle } from "../../sdk/index.ts";
+import { connectClient } from "../client.ts";
 
 export interface ExposeFlags {
   /** `[host:]guest` raw TCP forwards */
@@ -81,7 +82,7 @@ export async function exposeExisting(flags: ExposeFlags & { host?: string; in?: 
   if (!flags.in) throw new CleanroomError("invalid_argument", "expose needs --in <sandbox-id>");
   if (!wantsExposure(flags)) throw new CleanroomError("invalid_argument", "name something to expose: --expose [host:]guest or --expose-https [name:]port (bare: the policy's routes)");
   checkExposeFlags(flags);
-  const client = new Cleanroom({ ...(flags.host ? { host: flags.host } : {}) });
+  const client = connectClient(flags);
   const { sandbox: info } = await client.sandboxes.getSandbox({ sandboxId: flags.in });
   const sandbox = new SandboxHandle(client, info ?? { sandboxId: flags.in });
   const exposure = await startSandboxExposure(client, sandbox, flags);

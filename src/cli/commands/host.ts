@@ -1,14 +1,14 @@
 import type { DoctorCheckJson } from "../../api/index.ts";
-import { Cleanroom } from "../../sdk/index.ts";
 import { printJson } from "../output.ts";
 import { followImageProgress, printImage } from "./image.ts";
+import { connectClient } from "../client.ts";
 
 function checkView(c: DoctorCheckJson) {
   return { name: c.name ?? "", ok: c.ok ?? false, detail: c.detail ?? "" };
 }
 
 export async function doctor(flags: { host?: string; backend?: string; json?: boolean }): Promise<number> {
-  const client = new Cleanroom({ ...(flags.host ? { host: flags.host } : {}) });
+  const client = connectClient(flags);
   const report = await client.hostService.doctor({ backend: flags.backend ?? "" });
   const checks = (report.checks ?? []).map(checkView);
   const backends = (report.backends ?? [])
@@ -31,13 +31,13 @@ export async function doctor(flags: { host?: string; backend?: string; json?: bo
 }
 
 export async function warmup(flags: { host?: string; backend?: string; json?: boolean }): Promise<number> {
-  const client = new Cleanroom({ ...(flags.host ? { host: flags.host } : {}) });
+  const client = connectClient(flags);
   printImage(await followImageProgress(client.images.warmup({ backend: flags.backend ?? "" }), Boolean(flags.json)), flags.json);
   return 0;
 }
 
 export async function version(flags: { host?: string; json?: boolean }, clientVersion: string): Promise<number> {
-  const client = new Cleanroom({ ...(flags.host ? { host: flags.host } : {}) });
+  const client = connectClient(flags);
   const server = await client.hostService.getVersion({}).catch(() => undefined);
   if (flags.json) printJson({ client: clientVersion, server: server?.version ?? null, agent_protocol: server?.agentProtocol ?? null });
   else process.stdout.write(`client ${clientVersion}\nserver ${server ? `${server.version} (agent protocol ${server.agentProtocol})` : "unreachable"}\n`);

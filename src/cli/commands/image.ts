@@ -1,7 +1,7 @@
 import { resolve } from "node:path";
 import type { ImageJson, ImageProgressJson } from "../../api/index.ts";
-import { Cleanroom } from "../../sdk/index.ts";
 import { age, formatBytes, printJson, printTable } from "../output.ts";
+import { connectClient } from "../client.ts";
 
 type ProgressMessage = { progress?: ImageProgressJson; image?: ImageJson };
 
@@ -28,20 +28,20 @@ export async function followImageProgress(stream: AsyncIterable<ProgressMessage>
 }
 
 export async function pullImage(ref: string, flags: { host?: string; json?: boolean }): Promise<number> {
-  const client = new Cleanroom({ ...(flags.host ? { host: flags.host } : {}) });
+  const client = connectClient(flags);
   printImage(await followImageProgress(client.images.pullImage({ ref }), Boolean(flags.json)), flags.json);
   return 0;
 }
 
 export async function importImage(ref: string, archive: string, flags: { host?: string; json?: boolean }): Promise<number> {
-  const client = new Cleanroom({ ...(flags.host ? { host: flags.host } : {}) });
+  const client = connectClient(flags);
   const archivePath = resolve(archive);
   printImage(await followImageProgress(client.images.importImage({ ref, archivePath }), Boolean(flags.json)), flags.json);
   return 0;
 }
 
 export async function listImages(flags: { host?: string; json?: boolean }): Promise<number> {
-  const client = new Cleanroom({ ...(flags.host ? { host: flags.host } : {}) });
+  const client = connectClient(flags);
   const views = ((await client.images.listImages({})).images ?? []).map(imageView);
   if (flags.json) {
     printJson(views);
@@ -55,7 +55,7 @@ export async function listImages(flags: { host?: string; json?: boolean }): Prom
 }
 
 export async function removeImages(refs: string[], flags: { host?: string }): Promise<number> {
-  const client = new Cleanroom({ ...(flags.host ? { host: flags.host } : {}) });
+  const client = connectClient(flags);
   for (const ref of refs) {
     await client.images.removeImage({ ref });
     process.stdout.write(`removed ${ref}\n`);

@@ -1,7 +1,8 @@
 import type { RepositoryStateJson, SandboxJson } from "../../api/index.ts";
-import { Cleanroom, enumName } from "../../sdk/index.ts";
+import { enumName } from "../../sdk/index.ts";
 import { age, printJson, printTable } from "../output.ts";
 import { checkoutRootForSync, createFromSource, sandboxSourceWithWarnings } from "./exec.ts";
+import { connectClient } from "../client.ts";
 
 export interface CreateFlags {
   host?: string; chdir?: string; image?: string; repoUrl?: string; repoCommit?: string; backend?: string; launchSeconds?: string; dangerouslyAllowAll?: boolean; json?: boolean;
@@ -14,7 +15,7 @@ export interface CreateFlags {
 
 /** `create` reads the repository's policy (-c); `sandbox create` is repository-agnostic. */
 export async function createSandbox(flags: CreateFlags, opts: { readPolicy: boolean }): Promise<number> {
-  const client = new Cleanroom({ ...(flags.host ? { host: flags.host } : {}) });
+  const client = connectClient(flags);
   const exposing = flags.expose?.length || flags.exposeHttps?.length ? await import("./expose.ts") : undefined;
   exposing?.checkExposeFlags(flags);
   const source = opts.readPolicy && !flags.from ? await sandboxSourceWithWarnings(flags) : { warnings: [] };
@@ -35,7 +36,7 @@ export async function createSandbox(flags: CreateFlags, opts: { readPolicy: bool
 }
 
 export async function listSandboxes(flags: { host?: string; all?: boolean; json?: boolean }): Promise<number> {
-  const client = new Cleanroom({ ...(flags.host ? { host: flags.host } : {}) });
+  const client = connectClient(flags);
   const sandboxes = (await client.sandboxes.listSandboxes({ all: Boolean(flags.all) })).sandboxes ?? [];
   if (flags.json) {
     printJson(sandboxes.map(sandboxView));
@@ -52,7 +53,7 @@ export async function listSandboxes(flags: { host?: string; all?: boolean; json?
 }
 
 export async function inspectSandbox(id: string, flags: { host?: string; json?: boolean }): Promise<number> {
-  const client = new Cleanroom({ ...(flags.host ? { host: flags.host } : {}) });
+  const client = connectClient(flags);
   const res = await client.sandboxes.getSandbox({ sandboxId: id });
   const view = sandboxView(res.sandbox ?? {});
   const events = (res.recentEvents ?? []).map((e) => ({
@@ -76,14 +77,14 @@ export async function inspectSandbox(id: string, flags: { host?: string; json?: 
 }
 
 export async function setSuspended(id: string, suspended: boolean, flags: { host?: string }): Promise<number> {
-  const client = new Cleanroom({ ...(flags.host ? { host: flags.host } : {}) });
+  const client = connectClient(flags);
   const { sandbox } = suspended ? await client.sandboxes.suspendSandbox({ sandboxId: id }) : await client.sandboxes.resumeSandbox({ sandboxId: id });
   process.stdout.write(`${id} ${enumName(sandbox?.status, "SANDBOX_STATUS_")}\n`);
   return 0;
 }
 
 export async function removeSandboxes(ids: string[], flags: { host?: string }): Promise<number> {
-  const client = new Cleanroom({ ...(flags.host ? { host: flags.host } : {}) });
+  const client = connectClient(flags);
   for (const id of ids) {
     await client.sandboxes.terminateSandbox({ sandboxId: id });
     process.stdout.write(`${id}\n`);

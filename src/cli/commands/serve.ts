@@ -2,7 +2,7 @@ import { createLogger } from "../../observability/index.ts";
 import { startDaemon } from "../../server/index.ts";
 
 /** `cleanroom serve`: runs the daemon until SIGTERM/SIGINT. Sandboxes outlive it and are reconciled on the next start. */
-export async function serve(flags: { listen?: string; gatewayListen?: string; logLevel?: string; warmPool?: string }): Promise<number> {
+export async function serve(flags: { listen?: string; gatewayListen?: string; logLevel?: string; warmPool?: string; tlsCert?: string; tlsKey?: string }): Promise<number> {
   if (process.getuid?.() !== 0) {
     process.stderr.write("cleanroom serve: the daemon needs root (namespaces, mounts, cgroups, nftables); run it with sudo\n");
     return 1;
@@ -21,6 +21,8 @@ export async function serve(flags: { listen?: string; gatewayListen?: string; lo
   }
   const daemon = await startDaemon({
     ...(flags.listen ? { listen: flags.listen } : {}),
+    ...(flags.tlsCert ? { tlsCert: flags.tlsCert } : {}),
+    ...(flags.tlsKey ? { tlsKey: flags.tlsKey } : {}),
     ...(gatewayListen ? { gatewayListen } : {}),
     ...(warmPoolSize !== undefined ? { warmPoolSize } : {}),
     logger,

@@ -1,11 +1,11 @@
 import type { SnapshotJson } from "../../api/index.ts";
-import { Cleanroom } from "../../sdk/index.ts";
 import { age, formatBytes, printJson, printTable } from "../output.ts";
 import { repositoryView } from "./sandbox.ts";
+import { connectClient } from "../client.ts";
 
 type Flags = { host?: string; json?: boolean };
 
-const clientOf = (flags: Flags) => new Cleanroom({ ...(flags.host ? { host: flags.host } : {}) });
+const clientOf = (flags: Flags) => connectClient(flags);
 
 export async function createSnapshot(sandboxId: string, flags: Flags & { name?: string }): Promise<number> {
   const { snapshot } = await clientOf(flags).snapshots.createSnapshot({ sandboxId, name: flags.name ?? "" });

@@ -1,7 +1,7 @@
 import { createInterface } from "node:readline/promises";
 import { CleanroomError } from "../../errors/index.ts";
-import { Cleanroom } from "../../sdk/index.ts";
 import { formatBytes, printJson, printTable } from "../output.ts";
+import { connectClient } from "../client.ts";
 
 type Flags = { host?: string; json?: boolean };
 
@@ -16,7 +16,7 @@ export function parseAge(text: string): number {
 
 /** `system df`: storage by category, with what `system prune` and `system prune --all` would free. */
 export async function diskUsage(flags: Flags): Promise<number> {
-  const client = new Cleanroom({ ...(flags.host ? { host: flags.host } : {}) });
+  const client = connectClient(flags);
   const usage = await client.hostService.storageUsage({ selection: { all: false, olderThanSeconds: "0" } });
   const rows = (usage.categories ?? []).map((c) => ({
     category: c.category ?? "",
@@ -42,7 +42,7 @@ export async function diskUsage(flags: Flags): Promise<number> {
 
 /** `system prune`: removes leftovers (or, with --all, everything no live sandbox uses); asks first on a terminal. */
 export async function prune(flags: Flags & { dryRun?: boolean; force?: boolean; all?: boolean; olderThan?: string }): Promise<number> {
-  const client = new Cleanroom({ ...(flags.host ? { host: flags.host } : {}) });
+  const client = connectClient(flags);
   const selection = { all: Boolean(flags.all), olderThanSeconds: String(flags.olderThan ? parseAge(flags.olderThan) : 0) };
   if (!flags.dryRun && !flags.force) {
     if (!process.stdin.isTTY || !process.stderr.isTTY) throw new CleanroomError("failed_precondition", "system prune removes data and there is no terminal to confirm on; pass --force (or --dry-run to see what it would remove)");

@@ -13,6 +13,7 @@ import {
   type CopyInResult, type CopyOutResult, type SandboxAccess, type SandboxRepository, type TreeChange,
 } from "../../workspace/index.ts";
 import { formatBytes } from "../output.ts";
+import { connectClient } from "../client.ts";
 
 export interface WorkspaceFlags { host?: string; chdir?: string; dryRun?: boolean; force?: boolean }
 
@@ -70,7 +71,7 @@ export async function copyOutAround(client: Cleanroom, id: string, root: string)
 async function bind(id: string, flags: WorkspaceFlags) {
   const root = await findCheckoutRoot(flags.chdir ?? process.cwd());
   if (!root) throw new CleanroomError("failed_precondition", `${flags.chdir ?? process.cwd()} is not inside a Git checkout; workspace sync needs one`);
-  const client = new Cleanroom({ ...(flags.host ? { host: flags.host } : {}) });
+  const client = connectClient(flags);
   try {
     return { root, client, access: sandboxAccess(client, id), repo: await sandboxRepository(client, id) };
   } catch (err) {

@@ -1,0 +1,69 @@
+// The daemon on an https:// listener: the CLI (fast path and full program) and the SDK's HTTP/2 port dials reach it
+// with the CA given by --tls-ca or CLEANROOM_TLS_CA, and nothing that does not trust that CA does; /healthz stays
+// open. Listeners that would expose the API beyond loopback without TLS and auth are refused before anything starts.
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { before, test } from "node:test";
+import { suiteCleanup } from "../fixtures/cleanup.ts";
+import { ensureBaseImage, runCli, startTestDaemon, type TestDaemon } from "../fixtures/daemon.ts";
+import { testCertificates, type TestCertificates } from "../fixtures/tls.ts";
+import { freePort } from "../fixtures/ports.ts";
+
+const suite = suiteCleanup();
+let daemon: TestDaemon;
+let certs: TestCertificates;
+
+before(async () => {
+  certs = testCertificates(["127.0.0.1", "localhost"]);
+  suite.after(() => certs.remove());
+  writeFileSync(join(certs.dir, "listener.pem"), certs.cert);
+  writeFileSync(join(certs.dir, "listener.key"), certs.key);
+  const port = await freePort();
+  daemon = await startTestDaemon(suite, {
+    listen: { host: `https://127.0.0.1:${port}`, args: ["--tls-cert", join(certs.dir, "listener.pem"), "--tls-key", join(certs.dir, "listener.key")], caFile: certs.caFile },
+  });
+  await ensureBaseImage(daemon);
+});
+
+test("the CLI and the SDK reach an https daemon that their CA vouches for, and only then", async () => {
+  const exec = await daemon.cli(["exec", "--", "echo", "hello over tls"]);
+  assert.equal(exec.stdout, "hello over tls\n", exec.stderr);
+
+  const untrusting = { CLEANROOM_TLS_CA: "" };
+  const refused = await daemon.cli(["sandbox", "ls"], { env: untrusting });
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, /certificate/i, "without the CA the daemon's certificate is not accepted");
+  const flagged = await daemon.cli(["--tls-ca", certs.caFile, "sandbox", "ls", "--json"], { env: untrusting });
+  assert.equal(flagged.code, 0, flagged.stderr);
+  const fast = await daemon.cli(["--tls-ca", certs.caFile, "exec", "--", "true"], { env: untrusting });
+  assert.equal(fast.code, 0, fast.stderr);
+
+  // a bidirectional port dial: HTTP/2 over TLS (ALPN h2) to the same listener
+  const sandbox = await daemon.client.createSandbox({});
+  suite.after(() => sandbox.terminate().catch(() => undefined));
+  const copied = await daemon.cli(["cp", "/bin/busybox", `${sandbox.id}:/usr/local/bin/busybox`]);
+  assert.equal(copied.code, 0, copied.stderr);
+  const served = await sandbox.exec(["sh", "-c", "mkdir -p /srv && echo tls-dial-ok > /srv/index.html && busybox httpd -p 127.0.0.1:3000 -h /srv"]);
+  assert.equal(served.exitCode, 0, served.stderr.toString());
+  const connection = await sandbox.dialPort(3000);
+  connection.end("GET /index.html HTTP/1.0\r\n\r\n");
+  let answer = "";
+  for await (const chunk of connection) answer += (chunk as Buffer).toString();
+  assert.match(answer, /tls-dial-ok/);
+});
+
+test("serve refuses listeners that would put the API beyond loopback without TLS and auth", async () => {
+  const env = { ...daemon.env, CLEANROOM_STATE_DIR: mkdtempSync(join(tmpdir(), "cleanroom-refused-")) };
+  suite.after(() => rmSync(env.CLEANROOM_STATE_DIR, { recursive: true, force: true }));
+  const plain = await runCli(["serve", "--listen", "http://0.0.0.0:7799"], env);
+  assert.equal(plain.code, 1);
+  assert.match(plain.stderr, /plain http is only served on loopback.*\[auth_insecure_transport\]/);
+  const open = await runCli(["serve", "--listen", "https://0.0.0.0:7799", "--tls-cert", join(certs.dir, "listener.pem"), "--tls-key", join(certs.dir, "listener.key")], env);
+  assert.equal(open.code, 1);
+  assert.match(open.stderr, /beyond loopback needs auth\.required: true/);
+  const keyless = await runCli(["serve", "--listen", "https://127.0.0.1:7799"], env);
+  assert.equal(keyless.code, 1);
+  assert.match(keyless.stderr, /needs both --tls-cert and --tls-key/);
+});
