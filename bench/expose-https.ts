@@ -4,7 +4,7 @@
 // https://bench.cleanroom.localhost:<port> (`cleanroom expose --expose-https`: TLS, HTTP proxying, pooled port
 // dials) and against the raw TCP forward of the same `expose` process. Medians of BENCH_ROUNDS interleaved rounds.
 // Run as root: `npm run bench:expose`.
-import { execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -12,6 +12,7 @@ import { promisify } from "node:util";
 import { cliPath, repoRoot, startTestDaemon } from "../test/fixtures/daemon.ts";
 import { ensureNodeImage } from "../test/fixtures/node-image.ts";
 import { freePort } from "../test/fixtures/ports.ts";
+import { startRunningCli } from "../test/fixtures/running-cli.ts";
 
 const run = promisify(execFile);
 const CONCURRENCY = Math.min(Math.max(Number(process.env.BENCH_CONCURRENCY ?? 8), 1), 64);
@@ -47,23 +48,11 @@ async function main(): Promise<void> {
   const caDir = mkdtempSync(join(tmpdir(), "cleanroom-bench-ca-"));
   cleanups.push(() => rmSync(caDir, { recursive: true, force: true }));
   const tcpPort = await freePort();
-  const expose = spawn(cliPath, ["expose", "--in", id, "--expose-https", "bench:3000", "--expose", `${tcpPort}:3000`], {
-    env: { ...daemon.env, CLEANROOM_EXPOSURE_DIR: caDir }, stdio: ["ignore", "ignore", "pipe"],
+  const httpsUrl = /https:\/\/bench\.cleanroom\.localhost:(\d+)\//;
+  const expose = await startRunningCli({ after: (fn) => void cleanups.push(fn) }, ["expose", "--in", id, "--expose-https", "bench:3000", "--expose", `${tcpPort}:3000`], httpsUrl, {
+    env: { ...daemon.env, CLEANROOM_EXPOSURE_DIR: caDir },
   });
-  const exited = new Promise((resolve) => expose.once("exit", resolve));
-  cleanups.push(() => {
-    if (expose.exitCode === null) expose.kill("SIGTERM");
-    return exited;
-  });
-  let lines = "";
-  const httpsPort = await new Promise<number>((resolve, reject) => {
-    expose.stderr!.on("data", (chunk: Buffer) => {
-      lines += chunk.toString();
-      const port = /https:\/\/bench\.cleanroom\.localhost:(\d+)\//.exec(lines)?.[1];
-      if (port) resolve(Number(port));
-    });
-    void exited.then(() => reject(new Error(`expose exited: ${lines}`)));
-  });
+  const httpsPort = Number(httpsUrl.exec(expose.stderr())![1]);
 
   const durationMs = String(SECONDS * 1000);
   const hostLoad = async (url: string, extra: string[] = []) =>

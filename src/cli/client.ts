@@ -38,5 +38,5 @@ export async function resolveClientFlags(options: GlobalOptions): Promise<Client
 }
 
 export function connectClient(flags: ClientFlags): Cleanroom {
-  return new Cleanroom({ ...(flags.host ? { host: flags.host } : {}), ...(flags.tlsCa ? { tlsCa: flags.tlsCa } : {}), ...(flags.token ? { token: flags.token } : {}) });
+  return new Cleanroom(flags);
 }

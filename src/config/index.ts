@@ -20,3 +20,4 @@ export async function parseYaml<T>(text: string, schema: ZodType<T>, file: strin
   const { parseYamlDocument } = await import("./yaml-document.ts");
   return parseYamlDocument(text, schema, file, code);
 }
+export { isLoopbackHost } from "./loopback.ts";

@@ -7,7 +7,7 @@ import type { HttpsRoute } from "./routes.ts";
 import { startTcpForwarding, type PortMapping } from "./tcp-forward.ts";
 
 export { parsePortMapping, type PortMapping } from "./tcp-forward.ts";
-export { checkRoutes, matchRoute, parseHttpsExposure, routesFromPolicy, routeUrl, type ExposeHttpsPolicy, type HttpsRoute } from "./routes.ts";
+export { checkRoutes, exposeHttpsPolicyOf, matchRoute, parseHttpsExposure, routesFromPolicy, routeUrl, type ExposeHttpsPolicy, type HttpsRoute } from "./routes.ts";
 export type { PortDialer } from "./https-proxy.ts";
 
 export interface ExposureRequest {

@@ -33,6 +33,11 @@ export function parseHttpsExposure(spec: string, sandboxId: string): HttpsRoute 
   return { host: `${name}.${EXPOSURE_DOMAIN}`, port };
 }
 
+/** `Sandbox.expose_https` as the API's JSON carries it (every field optional), in the policy's own shape. */
+export function exposeHttpsPolicyOf(json: { base?: string; routes?: { port?: number; hosts?: string[] }[] } | undefined): ExposeHttpsPolicy | undefined {
+  return json && { base: json.base ?? "", routes: (json.routes ?? []).map((r) => ({ port: r.port ?? 0, hosts: r.hosts ?? [] })) };
+}
+
 /** The routes a policy declares for one sandbox (a bare `--expose-https`). */
 export function routesFromPolicy(https: ExposeHttpsPolicy | undefined, sandboxId: string): HttpsRoute[] {
   const routes = https ? expandExposeHosts(https, sandboxId) : [];

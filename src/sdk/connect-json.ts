@@ -5,6 +5,7 @@
 // Message types come from the generated JSON types (type-only imports, nothing loaded at run time).
 import { createRequire } from "node:module";
 import type { IncomingMessage } from "node:http";
+import { isLoopbackHost } from "../config/index.ts";
 import { CleanroomError, REASON_CODE_HEADER, type ReasonCode } from "../errors/index.ts";
 
 // `import … from "node:http"` builds the module's ESM facade, which evaluates a lazy getter that loads
@@ -60,7 +61,6 @@ export interface Endpoint {
   token?: string;
 }
 
-const LOOPBACK = /^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|localhost|\[::1\])$/;
 
 /** a single stream message larger than this is a broken or hostile server */
 const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
@@ -80,7 +80,7 @@ export function parseEndpoint(host: string, opts: { ca?: Buffer; token?: string 
   }
   if (host.startsWith("http://")) {
     const baseUrl = host.replace(/\/+$/, "");
-    if (opts.token && !LOOPBACK.test(new URL(baseUrl).hostname)) {
+    if (opts.token && !isLoopbackHost(new URL(baseUrl).hostname)) {
       throw new CleanroomError("auth_insecure_transport", `--host ${host}: a bearer token is never sent over plain http beyond loopback; use https://`);
     }
     return { baseUrl, display: host, ...secrets };

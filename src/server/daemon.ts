@@ -7,7 +7,7 @@ import type { Interceptor } from "@connectrpc/connect";
 import { AGENT_PROTOCOL_VERSION } from "../agent-protocol/index.ts";
 import { createLinuxBackend, type BackendName } from "../backends/index.ts";
 import { BlockCache, DEFAULT_MINIMUM_OUTPUT_BYTES } from "../cache/index.ts";
-import { hostPaths, loadRuntimeConfig, packageRoot, sandboxIdRange, type HostPaths, type RuntimeConfig } from "../config/index.ts";
+import { hostPaths, isLoopbackHost, loadRuntimeConfig, packageRoot, sandboxIdRange, type HostPaths, type RuntimeConfig } from "../config/index.ts";
 import { CleanroomError } from "../errors/index.ts";
 import { ImageStore } from "../image/index.ts";
 import { startGateway, type Gateway, type GatewaySettings } from "../gateway/index.ts";
@@ -16,7 +16,7 @@ import type { Logger } from "../observability/index.ts";
 import { SandboxSupervisor } from "../sandbox/index.ts";
 import type { DaemonContext } from "./daemon-context.ts";
 import { toConnectError } from "./errors.ts";
-import { isLoopbackHost, listenHttp, parseListenAddress, type ListenAddress, type ListenerTls } from "./listen.ts";
+import { listenHttp, parseListenAddress, type ListenAddress, type ListenerTls } from "./listen.ts";
 import { registerRoutes } from "./routes.ts";
 
 export interface DaemonOptions {

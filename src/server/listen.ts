@@ -4,6 +4,7 @@ import { createServer as createHttp2Server, type Http2ServerRequest, type Http2S
 import { createServer as createNetServer, type Socket } from "node:net";
 import { createServer as createTlsServer } from "node:tls";
 import { dirname } from "node:path";
+import { isLoopbackHost } from "../config/index.ts";
 import { CleanroomError } from "../errors/index.ts";
 
 export type ListenAddress = { kind: "unix"; path: string } | { kind: "tcp"; host: string; port: number; tls: boolean };
@@ -12,12 +13,6 @@ export type ListenAddress = { kind: "unix"; path: string } | { kind: "tcp"; host
 export interface ListenerTls {
   key: string | Buffer;
   cert: string | Buffer;
-}
-
-const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "::1"]);
-
-export function isLoopbackHost(host: string): boolean {
-  return LOOPBACK_HOSTS.has(host) || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host);
 }
 
 /**

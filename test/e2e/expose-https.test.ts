@@ -3,7 +3,7 @@
 // the policy's multi-host routes (`create --expose-https`, bare), a named route (`exec --expose-https`), `expose --in`
 // with the CA trusted system-wide, and every exposure ending with the sandbox.
 import assert from "node:assert/strict";
-import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -13,6 +13,7 @@ import { Agent, WebSocket } from "undici";
 import { suiteCleanup } from "../fixtures/cleanup.ts";
 import { cliPath, repoRoot, startTestDaemon, type TestDaemon } from "../fixtures/daemon.ts";
 import { ensureNodeImage } from "../fixtures/node-image.ts";
+import { startRunningCli } from "../fixtures/running-cli.ts";
 
 const run = promisify(execFile);
 const suite = suiteCleanup();
@@ -47,37 +48,8 @@ before(async () => {
   ].join("\n"));
 });
 
-interface Running {
-  child: ChildProcess;
-  stdout: () => string;
-  stderr: () => string;
-  exited: Promise<number>;
-}
-
-/** Starts a CLI command that keeps running; resolves once its stderr matches `ready`. */
-async function startCli(args: string[], ready: RegExp, cwd?: string): Promise<Running> {
-  const child = spawn(cliPath, args, { env, cwd, stdio: ["ignore", "pipe", "pipe"] });
-  let stdout = "";
-  let stderr = "";
-  child.stdout!.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-  const exited = new Promise<number>((resolve) => child.once("exit", (code) => resolve(code ?? -1)));
-  suite.after(() => {
-    if (child.exitCode === null) child.kill("SIGTERM");
-    return exited;
-  });
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`not ready after 120 s: ${stderr}`)), 120_000);
-    child.stderr!.on("data", (chunk: Buffer) => {
-      stderr += chunk.toString();
-      if (ready.test(stderr)) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    void exited.then((code) => reject(new Error(`exited ${code} before it was ready: ${stderr}`)));
-  });
-  return { child, stdout: () => stdout, stderr: () => stderr, exited };
-}
+/** Starts a CLI command that keeps running (with the test's CA directory); resolves once its stderr matches `ready`. */
+const startCli = (args: string[], ready: RegExp, cwd?: string) => startRunningCli(suite, args, ready, { env, ...(cwd ? { cwd } : {}) });
 
 const portOf = (lines: string, host: string) => Number(new RegExp(`https://${host.replaceAll(".", "\\.").replaceAll("*", "\\*")}:(\\d+)/`).exec(lines)?.[1]);
 

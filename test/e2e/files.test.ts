@@ -18,9 +18,7 @@ let local: string;
 before(async () => {
   daemon = await startTestDaemon(suite);
   await ensureBaseImage(daemon);
-  const created = await daemon.cli(["sandbox", "create"]);
-  assert.equal(created.code, 0, created.stderr);
-  id = created.stdout.trim();
+  id = await daemon.newSandbox();
   local = mkdtempSync(join(tmpdir(), "cleanroom-cp-"));
   suite.after(() => rmSync(local, { recursive: true, force: true }));
 });

@@ -18,14 +18,6 @@ before(async () => {
   await ensureBaseImage(daemon);
 });
 
-async function newSandbox(on: TestDaemon): Promise<string> {
-  const created = await on.cli(["sandbox", "create"]);
-  assert.equal(created.code, 0, created.stderr);
-  const id = created.stdout.trim();
-  suite.after(() => on.cli(["sandbox", "rm", id]));
-  return id;
-}
-
 async function inspect(on: TestDaemon, id: string): Promise<{ status: string; events: { type: string; attributes: Record<string, string> }[] }> {
   return JSON.parse((await on.cli(["sandbox", "inspect", id, "--json"])).stdout);
 }
@@ -52,7 +44,7 @@ async function cpuUsedOver(id: string, ms: number): Promise<number> {
 }
 
 test("a suspended sandbox uses no CPU, reads leave it asleep, and exec, files and resume wake it", async () => {
-  const id = await newSandbox(daemon);
+  const id = await daemon.newSandbox();
   const burner = await daemon.cli(["exec", "--in", id, "--", "sh", "-c", "nohup sh -c 'while :; do :; done' >/dev/null 2>&1 &"]);
   assert.equal(burner.code, 0, burner.stderr);
   assert.ok((await cpuUsedOver(id, 500)) > 100_000_000, "the busy loop runs");
@@ -99,7 +91,7 @@ test("an idle sandbox is suspended after sandbox_lifecycle.idle_suspend_after_se
   mkdirSync(join(config, "cleanroom"));
   writeFileSync(join(config, "cleanroom", "config.yaml"), "sandbox_lifecycle:\n  idle_suspend_after_seconds: 2\n  warm_pool_size: 0\n");
   const idle = await startTestDaemon(suite, { env: { XDG_CONFIG_HOME: config } });
-  const id = await newSandbox(idle);
+  const id = await idle.newSandbox();
 
   const busy = idle.cli(["exec", "--in", id, "--", "sleep", "4"]);
   await sleep(3000);
@@ -117,7 +109,7 @@ test("an idle sandbox is suspended after sandbox_lifecycle.idle_suspend_after_se
 });
 
 test("a suspended sandbox stays suspended across a daemon crash and wakes on the next exec", async () => {
-  const id = await newSandbox(daemon);
+  const id = await daemon.newSandbox();
   assert.equal((await daemon.cli(["exec", "--in", id, "--", "sh", "-c", "echo before > /root/state"])).code, 0);
   assert.equal((await daemon.cli(["sandbox", "suspend", id])).code, 0);
   await daemon.crashAndRestart();
@@ -130,7 +122,7 @@ test("a suspended sandbox stays suspended across a daemon crash and wakes on the
 test("a suspend that fails leaves the sandbox READY; a wake that fails makes it FAILED and releases it", async () => {
   const runc = (args: string[]) => execFileSync("runc", ["--root", join(daemon.runDir, "runc"), ...args], { stdio: "pipe" });
   // a sandbox whose container something on the host removed while it ran: freezing it cannot work
-  const gone = await newSandbox(daemon);
+  const gone = await daemon.newSandbox();
   runc(["delete", "--force", gone]);
   const suspend = await daemon.cli(["sandbox", "suspend", gone]);
   assert.equal(suspend.code, 1);
@@ -140,7 +132,7 @@ test("a suspend that fails leaves the sandbox READY; a wake that fails makes it 
   assert.ok(afterSuspend.events.some((e) => /suspend failed/.test(JSON.stringify(e))), JSON.stringify(afterSuspend.events));
 
   // a suspended sandbox whose container goes while it sleeps: the next exec tries to wake it and cannot
-  const asleep = await newSandbox(daemon);
+  const asleep = await daemon.newSandbox();
   assert.equal((await daemon.cli(["sandbox", "suspend", asleep])).code, 0);
   runc(["delete", "--force", asleep]);
   const exec = await daemon.cli(["exec", "--in", asleep, "--", "true"]);

@@ -2,15 +2,15 @@
 // through `cleanroom port-forward` and `exec --expose`: each host connection is a DialSandboxPort stream over HTTP/2
 // to the daemon and an exec of the agent's dial helper inside the sandbox. Forwarding ends with the sandbox.
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { before, test } from "node:test";
 import { suiteCleanup } from "../fixtures/cleanup.ts";
-import { cliPath, ensureBaseImage, startTestDaemon, type TestDaemon } from "../fixtures/daemon.ts";
+import { ensureBaseImage, startTestDaemon, type TestDaemon } from "../fixtures/daemon.ts";
 import { freePort } from "../fixtures/ports.ts";
+import { startRunningCli } from "../fixtures/running-cli.ts";
 
 const suite = suiteCleanup();
 let daemon: TestDaemon;
@@ -20,10 +20,7 @@ let page: Buffer;
 before(async () => {
   daemon = await startTestDaemon(suite);
   await ensureBaseImage(daemon);
-  const created = await daemon.cli(["sandbox", "create"]);
-  assert.equal(created.code, 0, created.stderr);
-  id = created.stdout.trim();
-  suite.after(() => daemon.cli(["sandbox", "rm", id]));
+  id = await daemon.newSandbox();
   const local = mkdtempSync(join(tmpdir(), "cleanroom-forward-"));
   suite.after(() => rmSync(local, { recursive: true, force: true }));
   page = randomBytes(3 * 1024 * 1024);
@@ -37,30 +34,14 @@ before(async () => {
   assert.equal(served.code, 0, served.stderr);
 });
 
-/** Starts a CLI command that keeps running; resolves once its stderr contains `ready`. */
-async function startCli(args: string[], ready: string): Promise<{ child: ChildProcess; stderr: () => string; exited: Promise<number> }> {
-  const child = spawn(cliPath, args, { env: daemon.env, stdio: ["ignore", "pipe", "pipe"] });
-  let stderr = "";
-  const exited = new Promise<number>((resolve) => child.once("exit", (code) => resolve(code ?? -1)));
-  suite.after(() => {
-    if (child.exitCode === null) child.kill("SIGTERM");
-    return exited;
-  });
-  await new Promise<void>((resolve, reject) => {
-    child.stderr!.on("data", (chunk: Buffer) => {
-      stderr += chunk.toString();
-      if (stderr.includes(ready)) resolve();
-    });
-    void exited.then((code) => reject(new Error(`exited ${code} before it was ready: ${stderr}`)));
-  });
-  return { child, stderr: () => stderr, exited };
-}
+/** Starts a CLI command that keeps running; resolves once its stderr says it is exposing. */
+const startCli = (args: string[]) => startRunningCli(suite, args, /exposing/, { env: daemon.env });
 
 const sha = (bytes: Buffer) => createHash("sha256").update(bytes).digest("hex");
 
 test("port-forward reaches a server in the sandbox, wakes a suspended one, and stops when the sandbox goes", async () => {
   const port = await freePort();
-  const forward = await startCli(["port-forward", "--in", id, `${port}:3000`, `${await freePort()}:4000`], "exposing");
+  const forward = await startCli(["port-forward", "--in", id, `${port}:3000`, `${await freePort()}:4000`]);
   assert.match(forward.stderr(), new RegExp(`exposing 127\\.0\\.0\\.1:${port} → ${id}:3000`));
 
   const index = await fetch(`http://127.0.0.1:${port}/index.html`);
@@ -78,7 +59,7 @@ test("port-forward reaches a server in the sandbox, wakes a suspended one, and s
   assert.equal(await woken.text(), "hello from the sandbox\n", "a dial wakes a suspended sandbox");
 
   const exposed = await freePort();
-  const exec = await startCli(["exec", "--in", id, "--expose", `${exposed}:3000`, "--", "sleep", "5"], "exposing");
+  const exec = await startCli(["exec", "--in", id, "--expose", `${exposed}:3000`, "--", "sleep", "5"]);
   assert.equal(await (await fetch(`http://127.0.0.1:${exposed}/index.html`)).text(), "hello from the sandbox\n");
   assert.equal(await exec.exited, 0);
   await assert.rejects(fetch(`http://127.0.0.1:${exposed}/index.html`), "exec --expose forwards only while the command runs");

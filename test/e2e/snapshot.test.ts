@@ -13,18 +13,10 @@ before(async () => {
   await ensureBaseImage(daemon);
 });
 
-async function newSandbox(args: string[] = []): Promise<string> {
-  const created = await daemon.cli(["sandbox", "create", ...args]);
-  assert.equal(created.code, 0, created.stderr);
-  const id = created.stdout.trim();
-  suite.after(() => daemon.cli(["sandbox", "rm", id]));
-  return id;
-}
-
 const sh = (id: string, script: string) => daemon.cli(["exec", "--in", id, "--", "sh", "-c", script]);
 
 test("a snapshot keeps a sandbox's files, modes and deletions; --from starts new sandboxes from it", async () => {
-  const source = await newSandbox();
+  const source = await daemon.newSandbox();
   const prepared = await sh(source, [
     "mkdir -p /root/work && echo kept > /root/work/data && chmod 640 /root/work/data",
     "rm /etc/debian_version",
@@ -42,7 +34,7 @@ test("a snapshot keeps a sandbox's files, modes and deletions; --from starts new
   assert.ok(snapshot.disk_bytes > 0);
   assert.equal((await sh(source, "echo after-snapshot > /root/work/later")).code, 0, "the source runs on after the copy");
 
-  const restored = await newSandbox(["--from", snapshot.snapshot_id]);
+  const restored = await daemon.newSandbox(["--from", snapshot.snapshot_id]);
   const seen = await sh(restored, "cat /root/work/data; stat -c %a /root/work/data; test -e /etc/debian_version || echo gone; ls /usr/share/doc; readlink /root/link; test -e /root/work/later || echo not-later");
   assert.equal(seen.code, 0, seen.stderr);
   assert.deepEqual(seen.stdout.trim().split("\n"), ["kept", "640", "gone", "only", "/root/work/data", "not-later"]);

@@ -45,8 +45,7 @@ export async function runExec(args: string[], flags: ExecFlags, mode: { console:
   const tty = mode.console || Boolean(flags.tty);
   const attachStdin = flags.stdin !== false;
   const syncRoot = flags.copyIn || flags.copyOut ? await checkoutRootForSync(flags.chdir) : undefined;
-  const exposing = flags.expose?.length || flags.exposeHttps?.length ? await import("./expose.ts") : undefined;
-  exposing?.checkExposeFlags(flags);
+  const exposing = await exposureCommandsFor(flags);
   const created = !flags.in;
   const sandbox = flags.in ? client.sandbox(flags.in) : await createFromSource(client, flags, flags.from ? {} : await sandboxSourceWithWarnings(flags));
   if (flags.printSandboxId) process.stderr.write(`${sandbox.id}\n`);
@@ -70,6 +69,17 @@ export async function runExec(args: string[], flags: ExecFlags, mode: { console:
     await exposure?.close();
     if ((created && !flags.keep) || flags.rm) await sandbox.terminate({ wait: false }).catch(() => undefined);
   }
+}
+
+/**
+ * The exposure commands, loaded only when the flags ask to expose something; the flags are checked here, before a
+ * sandbox is made for them.
+ */
+export async function exposureCommandsFor(flags: Pick<ExecFlags, "expose" | "exposeHttps">): Promise<typeof import("./expose.ts") | undefined> {
+  if (!flags.expose?.length && !flags.exposeHttps?.length) return undefined;
+  const exposing = await import("./expose.ts");
+  exposing.checkExposeFlags(flags);
+  return exposing;
 }
 
 /** The flags that shape a new sandbox (exec, console, create). */

@@ -1,7 +1,7 @@
 // Exposure from the CLI: `--expose` and `--expose-https` on exec, console and sandbox create, `expose --in`,
 // `port-forward --in`, and `ca` for the local CA that HTTPS exposure certificates come from.
 import {
-  checkRoutes, installSystemTrust, loadExposureCa, parseHttpsExposure, parsePortMapping, routesFromPolicy, startExposure, uninstallSystemTrust,
+  checkRoutes, exposeHttpsPolicyOf, installSystemTrust, loadExposureCa, parseHttpsExposure, parsePortMapping, routesFromPolicy, startExposure, uninstallSystemTrust,
   type Exposure, type ExposureRequest,
 } from "../../expose/index.ts";
 import { exposureDir } from "../../config/index.ts";
@@ -32,7 +32,7 @@ async function exposureRequest(client: Cleanroom, sandbox: SandboxHandle, flags:
   let info = sandbox.info;
   if (httpsSpecs.includes("") && !info.status) info = (await client.sandboxes.getSandbox({ sandboxId: sandbox.id })).sandbox ?? info;
   const policyRoutes = httpsSpecs.includes("")
-    ? routesFromPolicy(info.exposeHttps ? { base: info.exposeHttps.base ?? "", routes: (info.exposeHttps.routes ?? []).map((r) => ({ port: r.port ?? 0, hosts: r.hosts ?? [] })) } : undefined, sandbox.id)
+    ? routesFromPolicy(exposeHttpsPolicyOf(info.exposeHttps), sandbox.id)
     : [];
   return {
     tcp: (flags.expose ?? []).map(parsePortMapping),
@@ -101,8 +101,9 @@ export async function exposureCa(action: "print" | "path" | "install" | "uninsta
     const anchor = await uninstallSystemTrust();
     process.stdout.write(anchor ? `removed ${anchor} from the system trust store\n` : "the exposure CA was not in the system trust store\n");
     const { rm } = await import("node:fs/promises");
-    await rm(exposureDir(), { recursive: true, force: true });
-    process.stdout.write(`removed ${exposureDir()}; the next HTTPS exposure makes a new CA\n`);
+    const dir = exposureDir();
+    await rm(dir, { recursive: true, force: true });
+    process.stdout.write(`removed ${dir}; the next HTTPS exposure makes a new CA\n`);
     return 0;
   }
   const ca = await loadExposureCa();

@@ -1,7 +1,8 @@
 import type { RepositoryStateJson, SandboxJson } from "../../api/index.ts";
+import { exposeHttpsPolicyOf } from "../../expose/index.ts";
 import { enumName } from "../../sdk/index.ts";
 import { age, printJson, printTable } from "../output.ts";
-import { checkoutRootForSync, createFromSource, sandboxSourceWithWarnings } from "./exec.ts";
+import { checkoutRootForSync, createFromSource, exposureCommandsFor, sandboxSourceWithWarnings } from "./exec.ts";
 import { connectClient } from "../client.ts";
 
 export interface CreateFlags {
@@ -16,8 +17,7 @@ export interface CreateFlags {
 /** `create` reads the repository's policy (-c); `sandbox create` is repository-agnostic. */
 export async function createSandbox(flags: CreateFlags, opts: { readPolicy: boolean }): Promise<number> {
   const client = connectClient(flags);
-  const exposing = flags.expose?.length || flags.exposeHttps?.length ? await import("./expose.ts") : undefined;
-  exposing?.checkExposeFlags(flags);
+  const exposing = await exposureCommandsFor(flags);
   const source = opts.readPolicy && !flags.from ? await sandboxSourceWithWarnings(flags) : { warnings: [] };
   const syncRoot = flags.copyIn ? await checkoutRootForSync(flags.chdir) : undefined;
   const sandbox = await createFromSource(client, flags, source);
@@ -109,7 +109,7 @@ function sandboxView(s: SandboxJson) {
     labels: s.labels ?? {},
     ...(s.repository ? { repository: repositoryView(s.repository) } : {}),
     ...(s.fromSnapshotId ? { from_snapshot_id: s.fromSnapshotId } : {}),
-    ...(s.exposeHttps ? { expose_https: { base: s.exposeHttps.base ?? "", routes: (s.exposeHttps.routes ?? []).map((r) => ({ port: r.port ?? 0, hosts: r.hosts ?? [] })) } } : {}),
+    ...(s.exposeHttps ? { expose_https: exposeHttpsPolicyOf(s.exposeHttps) } : {}),
   };
 }
 
