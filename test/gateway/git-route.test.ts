@@ -141,6 +141,7 @@ test("with the upstream down, a clone is served from the existing mirror", async
   const w = await world();
   assert.equal((await guestClone(w)).code, 0);
   await w.upstream.stop();
+  await w.gw.quiet();
   const audited = w.gw.audits.length;
   const offline = await guestClone(w);
   assert.equal(offline.code, 0, offline.stderr);
@@ -162,6 +163,7 @@ test("a host:port the stage does not allow is refused and never contacted", asyn
   const w = await world({ rules: () => [{ host: "git.test", ports: [443] }] });
   const clone = await guestClone(w);
   assert.notEqual(clone.code, 0);
+  await w.gw.quiet();
   assert.deepEqual(w.gw.audits.map((a) => [a.service, a.action, a.reasonCode, a.status]), [["git", "deny", "host_not_allowed", 403]]);
   assert.deepEqual(w.upstream.requests, []);
 });
@@ -180,6 +182,7 @@ test("a push is refused with method_not_allowed and never reaches the upstream",
   suite.after(() => rmSync(dir, { recursive: true, force: true }));
   assert.equal((await guestGit(w, ["clone", "-q", `https://${w.upstream.authority}/${REPO}`, dir])).code, 0);
   assert.equal((await guestGit(w, ["-C", dir, "-c", "user.name=Guest", "-c", "user.email=guest@test", "commit", "-q", "--allow-empty", "-m", "guest change"])).code, 0);
+  await w.gw.quiet();
   const audited = w.gw.audits.length;
   const push = await guestGit(w, ["-C", dir, "push", "origin", "HEAD:main"]);
   assert.notEqual(push.code, 0);

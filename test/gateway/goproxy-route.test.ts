@@ -70,6 +70,7 @@ test("the go command downloads a module through the gateway, and a second empty 
   assert.match(readFileSync(downloaded(first.modcache, "hello.go"), "utf8"), /return "hello"/);
   const fetched = upstream.requests.length - before;
   assert.ok(fetched >= 2, `the upstream was asked ${fetched} times`);
+  await gw.quiet();
   assert.ok(gw.audits.every((a) => a.service === "goproxy" && a.action === "allow" && a.reasonCode === "proxied" && a.destinationHost === proxy));
 
   const audited = gw.audits.length;

@@ -79,6 +79,7 @@ test("a second install with an empty npm cache is served entirely from the gatew
   const gw = await gateway();
   assert.equal((await npmInstall(gw.base, { "cr-app": "^1.0.0" })).code, 0);
   const before = registry.requests.length;
+  await gw.quiet();
   const audited = gw.audits.length;
   const again = await npmInstall(gw.base, { "cr-app": "^1.0.0" });
   assert.equal(again.code, 0, again.stderr);
