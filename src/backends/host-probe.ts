@@ -1,74 +1,83 @@
-import { spawn } from "node:child_process";
-import { constants } from "node:fs";
-import { open } from "node:fs/promises";
-import type { BackendProbe, LinuxBackendOptions, ProbeCheck } from "./types.ts";
-import { tryCommand } from "../host-command/index.ts";
+import type { LinuxBackendOptions, ProbeCheck } from "./types.ts";
 import { linuxCapabilities } from "./linux/backend.ts";
 import { probeLinux } from "./linux/probe.ts";
+import { checkAgent } from "./probes/agent.ts";
+import { fail, pass, warn, type BackendReport, type HostCheck, type HostReport } from "./probes/check.ts";
+import { checkCgroups, checkNetworkNamespaces, checkNftables, checkOverlayfs } from "./probes/kernel.ts";
+import { checkKvm } from "./probes/kvm.ts";
+import { listenerChecks, type DaemonListener } from "./probes/listener.ts";
+import { checkCrun, checkQemu, checkRunc, checkRunsc } from "./probes/runtimes.ts";
+import { checkBaseImage, checkDiskSpace, checkStateDir, type DefaultImageLookup } from "./probes/storage.ts";
 
-const qemuBinary = process.arch === "arm64" ? "qemu-system-aarch64" : "qemu-system-x86_64";
+export interface HostProbeOptions extends Pick<LinuxBackendOptions, "stateDir" | "agentPath" | "idRange"> {
+  /** the default base image; without it that check is left out */
+  defaultImage?: DefaultImageLookup;
+  /** the daemon's API listener; left out when doctor runs without a daemon */
+  listener?: DaemonListener;
+}
 
-/** `cleanroom doctor`: host checks and which backends can run here. */
-export async function probeHost(opts: LinuxBackendOptions): Promise<{ checks: ProbeCheck[]; backends: BackendProbe[] }> {
-  const [linux, nft, runsc, qemu] = await Promise.all([
+const NOT_IMPLEMENTED = "backend not implemented in this build";
+
+/**
+ * `cleanroom doctor`: every host prerequisite as pass/warn/fail with a fix hint, and which backends can run here.
+ * Every probe is real (a mount, a namespace, a netlink transaction, an agent HELLO, a KVM VM) and cleans up after
+ * itself; they run in parallel, each bounded by a timeout of 1.5 s.
+ */
+export async function probeHost(opts: HostProbeOptions): Promise<HostReport> {
+  const [linux, runc, crun, runsc, qemu, kvm, cgroups, overlayfs, netns, nftables, agent, stateDir, disk, baseImage] = await Promise.all([
     probeLinux(opts, { ...linuxCapabilities }),
-    versionCheck("nft", "nft", ["--version"], "apt-get install nftables"),
-    versionCheck("runsc", "runsc", ["--version"], "install gVisor's runsc"),
-    versionCheck("qemu", qemuBinary, ["--version"], "apt-get install qemu-system-x86"),
+    checkRunc(),
+    checkCrun(),
+    checkRunsc(),
+    checkQemu(),
+    checkKvm(),
+    checkCgroups(),
+    checkOverlayfs(opts.stateDir),
+    checkNetworkNamespaces(),
+    checkNftables(),
+    checkAgent(opts.agentPath),
+    checkStateDir(opts.stateDir, opts.idRange.hostBase),
+    checkDiskSpace(opts.stateDir),
+    opts.defaultImage ? checkBaseImage(opts.defaultImage) : undefined,
   ]);
-  const kvm = await checkKvm(qemu.ok);
-  const checks = [...linux.checks, nft, kvm, runsc, qemu];
-  const notYet = "backend not implemented in this build";
-  const backends: BackendProbe[] = [
-    linux,
-    { backend: "gvisor", usable: false, checks: [runsc, { name: "gvisor_backend", ok: false, detail: notYet }], capabilities: {} },
-    { backend: "qemu", usable: false, checks: [qemu, kvm, { name: "qemu_backend", ok: false, detail: notYet }], capabilities: {} },
+  const userns = fromLinuxProbe(linux.checks, "user_namespaces", "sysctl -w user.max_user_namespaces=15000 (Debian kernels also need kernel.unprivileged_userns_clone=1)");
+  const seccomp = fromLinuxProbe(linux.checks, "seccomp", "install a runc built with libseccomp (Debian's runc package is)");
+  const linuxChecks = [runc, cgroups, userns, seccomp, overlayfs, netns, nftables, agent, stateDir, disk];
+  const checks = [
+    privilegesCheck(),
+    runc, crun, runsc, qemu, kvm,
+    cgroups, userns, seccomp, overlayfs, netns, nftables,
+    agent, stateDir, disk,
+    ...(baseImage ? [baseImage] : []),
+    ...(opts.listener ? listenerChecks(opts.listener) : []),
+  ];
+  const backends: BackendReport[] = [
+    backendReport("linux", linuxChecks, { ...linuxCapabilities }),
+    backendReport("gvisor", [required(runsc), fail("gvisor_backend", NOT_IMPLEMENTED, "use --backend linux")], {}),
+    backendReport("qemu", [required(qemu), kvm, fail("qemu_backend", NOT_IMPLEMENTED, "use --backend linux")], {}),
   ];
   return { checks, backends };
 }
 
-async function versionCheck(name: string, file: string, args: string[], fix: string): Promise<ProbeCheck> {
-  const r = await tryCommand(file, args, { timeoutMs: 5_000 });
-  if (r.code === 0) return { name, ok: true, detail: (r.stdout || r.stderr).split("\n")[0]?.trim() ?? "" };
-  const why = r.error?.startsWith("ENOENT") ? `${file} not found` : (r.stderr.trim() || r.error || `exit ${r.code}`);
-  return { name, ok: false, detail: `${why} (${fix})` };
+function backendReport(backend: BackendReport["backend"], checks: HostCheck[], capabilities: BackendReport["capabilities"]): BackendReport {
+  return { backend, usable: checks.every((c) => c.status !== "fail"), checks, capabilities };
 }
 
-/**
- * /dev/kvm can exist and still not run a guest (e.g. a PVM-only host): when qemu is present, ask it to
- * bring up the KVM accelerator for real; otherwise only say whether the device opens.
- */
-async function checkKvm(qemuPresent: boolean): Promise<ProbeCheck> {
-  try {
-    const f = await open("/dev/kvm", constants.O_RDWR);
-    await f.close();
-  } catch (err) {
-    return { name: "kvm", ok: false, detail: `/dev/kvm not usable: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` };
-  }
-  if (!qemuPresent) return { name: "kvm", ok: false, detail: "/dev/kvm opens, but no qemu to try a real KVM start: not verified" };
-  const r = await qemuKvmAttempt();
-  return r.ok ? { name: "kvm", ok: true, detail: "qemu started with -accel kvm" } : { name: "kvm", ok: false, detail: `qemu could not use KVM: ${r.detail}` };
+/** A runtime that is optional for the host is required by its own backend: a warn there is a fail. */
+function required(check: HostCheck): HostCheck {
+  return check.status === "warn" ? { ...check, status: "fail" } : check;
 }
 
-/** Starts qemu with KVM and no machine, then quits it through its monitor on stdin. */
-function qemuKvmAttempt(): Promise<{ ok: boolean; detail: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(qemuBinary, ["-machine", "none", "-accel", "kvm", "-nodefaults", "-display", "none", "-monitor", "stdio"], {
-      stdio: ["pipe", "ignore", "pipe"],
-    });
-    let stderr = "";
-    child.stderr.on("data", (d: Buffer) => {
-      if (stderr.length < 4096) stderr += d.toString();
-    });
-    const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
-    child.once("error", (err) => {
-      clearTimeout(timer);
-      resolve({ ok: false, detail: err.message });
-    });
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      resolve({ ok: code === 0, detail: stderr.trim() || `exit ${code}` });
-    });
-    child.stdin.end("quit\n");
-  });
+/** The linux backend's own launch-time probe reports these two; doctor adds the hint. */
+function fromLinuxProbe(checks: ProbeCheck[], name: string, hint: string): HostCheck {
+  const c = checks.find((x) => x.name === name);
+  if (!c) return warn(name, "not reported by the linux backend's probe", hint);
+  return c.ok ? pass(name, c.detail) : fail(name, c.detail, hint);
+}
+
+/** The daemon runs as root; a doctor run by another user sees root-only probes fail for that reason alone. */
+function privilegesCheck(): HostCheck {
+  const uid = process.getuid?.();
+  if (uid === 0) return pass("privileges", "running as root");
+  return warn("privileges", `running as uid ${uid ?? "?"}: probes that need root (mounts, namespaces, nftables) fail for that reason alone`, "run doctor as root (sudo cleanroom doctor), as the daemon runs");
 }

@@ -1,7 +1,8 @@
 /**
  * Isolation backends: turn image layer dirs into a running sandbox whose PID 1 is cleanroom-agent, and
  * hand the daemon a unix socket the agent accepts on. Today only `linux` runs (runc, user namespace,
- * overlayfs, cgroups, seccomp); `probeHost` also reports gvisor and qemu, as not usable yet.
+ * overlayfs, cgroups, seccomp). `probeHost` is `cleanroom doctor`: every host prerequisite as pass/warn/fail with
+ * a fix hint (probes in probes/), and each backend's usability and capability map (gvisor and qemu: not usable yet).
  *
  * Host layout of a linux sandbox: `<stateDir>/sandboxes/<id>/{upper,work,rootfs,config.json,agent.sock,agent.log}`,
  * runc state in `<runDir>/runc/<id>`, cgroup `/cleanroom/<id>` in every hierarchy.
@@ -19,4 +20,7 @@ export type {
   WriteScan,
 } from "./types.ts";
 export { createLinuxBackend, linuxCapabilities } from "./linux/backend.ts";
-export { probeHost } from "./host-probe.ts";
+export { probeHost, type HostProbeOptions } from "./host-probe.ts";
+export type { BackendReport, CheckStatus, HostCheck, HostReport } from "./probes/check.ts";
+export type { DaemonListener } from "./probes/listener.ts";
+export type { DefaultImageLookup } from "./probes/storage.ts";

@@ -37,6 +37,7 @@ export async function resolveClientFlags(options: GlobalOptions): Promise<Client
   return { ...(host ? { host } : {}), ...(options.tlsCa ? { tlsCa: options.tlsCa } : {}), ...(token ? { token } : {}) };
 }
 
-export function connectClient(flags: ClientFlags): Cleanroom {
-  return new Cleanroom(flags);
+/** An SDK client from the flags; `headers` go on every call (exec's `traceparent`). */
+export function connectClient(flags: ClientFlags, headers?: Record<string, string>): Cleanroom {
+  return new Cleanroom({ ...flags, ...(headers ? { headers } : {}) });
 }

@@ -40,3 +40,8 @@ export function formatBytes(bytes: number): string {
   }
   return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
 }
+
+/** A resource's owner on a shared server, as JSON output shows it (nothing for a resource a local caller made). */
+export function ownerView(owner: { principalId?: string; scope?: string } | undefined): { owner?: { principal_id: string; scope: string } } {
+  return owner ? { owner: { principal_id: owner.principalId ?? "", scope: owner.scope ?? "" } } : {};
+}

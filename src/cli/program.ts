@@ -186,6 +186,15 @@ export function buildProgram(): Command {
   config.command("validate").description("check the config file; prints its path").option("--path <file>").option("--json", "JSON output")
     .action(action(async (flags: Record<string, unknown>) => (await import("./commands/config.ts")).validateConfig(flags)));
 
+  const auth = program.command("auth").description("shared-server authentication and authorization");
+  auth.command("check").description("verify a token and decide one action with the config's issuers and policy, without a server; exit 1 when denied")
+    .requiredOption("--token-file <file>", "the bearer token (- reads stdin)").requiredOption("--action <action>", "e.g. sandbox.create, sandbox.file.read, execution.create")
+    .option("--resource <kind>", "sandbox, execution or snapshot (default: the action's)").option("--resource-id <id>", "an existing resource: its owner must be the caller")
+    .option("--owner-principal-id <id>", "the resource's owner").option("--owner-scope <scope>", "the owner's scope")
+    .option("--request <file>", "JSON of the request.* a grant condition sees").option("--config <file>", "runtime config (default: $XDG_CONFIG_HOME/cleanroom/config.yaml)")
+    .option("--policy-file <file>", "bindings to use instead of the config's").option("--json", "JSON output")
+    .action(action(async (flags: Record<string, unknown>) => (await import("./commands/auth.ts")).authCheck(flags)));
+
   program.command("serve").description("run the daemon (root)")
     .option("--listen <url>", "unix:///path, http://127.0.0.1:port or https://127.0.0.1:port (default unix:///var/run/cleanroom/cleanroom.sock)")
     .option("--tls-cert <file>", "certificate (PEM) of an https:// listener")
@@ -193,6 +202,32 @@ export function buildProgram(): Command {
     .option("--gateway-listen <addr>", "where sandboxes reach the gateway: :PORT on every address, IPV4:PORT, :0 ephemeral (default :8170; env CLEANROOM_GATEWAY_LISTEN)")
     .option("--log-level <level>", "trace|debug|info|warn|error")
     .option("--warm-pool <n>", "spare sandboxes of the default shape kept ready, 0-16 (default 1; env CLEANROOM_WARM_POOL)")
+    .option("--pprof-listen <host:port>", "serve /debug/heap-snapshot and /debug/cpu-profile?seconds=N on this loopback address")
     .action(action(async (flags: Record<string, unknown>) => (await import("./commands/serve.ts")).serve(flags)));
+
+  const daemon = program.command("daemon").description("run the daemon as a service: a systemd unit, or supervised where systemd does not run");
+  const daemonCommand = async () => import("./commands/daemon.ts");
+  daemon.command("install").description("install cleanroom.service (systemd: enable and start it)")
+    .option("--listen <url>", "as serve --listen").option("--tls-cert <file>", "as serve --tls-cert").option("--tls-key <file>", "as serve --tls-key")
+    .option("--gateway-listen <addr>", "as serve --gateway-listen").option("--log-level <level>", "trace|debug|info|warn|error")
+    .option("--init-config", "also write a starter runtime config if there is none").option("--force", "replace an installed unit with other settings")
+    .option("--restart", "restart a running daemon onto the new settings")
+    .action(action(async (flags: Record<string, unknown>) => (await daemonCommand()).installDaemon(flags)));
+  daemon.command("uninstall").description("stop the daemon and remove the service (the config and the daemon's data stay)")
+    .action(action(async () => (await daemonCommand()).uninstallDaemon()));
+  daemon.command("start").description("start the daemon (supervised: and wait until it listens)").option("--json", "print the status as JSON")
+    .action(action(async (flags: Record<string, unknown>) => (await daemonCommand()).startDaemon(flags)));
+  daemon.command("stop").description("stop the daemon (sandboxes keep running and are reconciled on the next start)")
+    .action(action(async () => (await daemonCommand()).stopDaemon()));
+  daemon.command("restart").description("stop and start the daemon").option("--json", "print the status as JSON")
+    .action(action(async (flags: Record<string, unknown>) => (await daemonCommand()).restartDaemon(flags)));
+  daemon.command("status").description("running or stopped, pids, uptime, restarts, listen address; exit 0 running, 3 stopped, 4 not installed")
+    .option("--json", "JSON output")
+    .action(action(async (flags: Record<string, unknown>) => (await daemonCommand()).daemonStatus(flags)));
+  daemon.command("logs").description("the daemon's log (journalctl under systemd)").option("-n, --lines <n>", "how many of the last lines", "100")
+    .option("-f, --follow", "keep printing what it logs until interrupted")
+    .action(action(async (flags: Record<string, unknown>) => (await daemonCommand()).daemonLogs(flags)));
+  daemon.command("supervise", { hidden: true }).description("the supervisor `daemon start` runs where systemd does not")
+    .action(action(async () => (await daemonCommand()).superviseDaemon()));
   return program;
 }

@@ -1,7 +1,9 @@
 import { readFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { z } from "zod";
+import { authPolicySchema, authSettingsSchema } from "../auth/index.ts";
 import { CleanroomError } from "../errors/index.ts";
+import { isLoopbackHost } from "./loopback.ts";
 import { runtimeConfigPath } from "./paths.ts";
 import { parseSize } from "./size.ts";
 import { parseYamlDocument } from "./yaml-document.ts";
@@ -63,6 +65,31 @@ const gatewaySettings = z.strictObject({
   max_object_bytes: z.number().int().min(1024).optional(),
 });
 
+/** `observability:` — OTLP/HTTP export of traces and metrics, the log format, links to a trace viewer. */
+const observabilitySettings = z.strictObject({
+  enabled: z.boolean().optional(),
+  logs: z.strictObject({ format: z.enum(["text", "json"]).optional() }).optional(),
+  otlp: z.strictObject({
+    /** the collector's base URL; /v1/traces and /v1/metrics are appended */
+    endpoint: z.url({ protocol: /^https?$/ }).optional(),
+    protocol: z.enum(["http/json", "http/protobuf"]).optional(),
+    /** allow plain http beyond loopback */
+    insecure: z.boolean().optional(),
+    headers: z.record(z.string().regex(/^[A-Za-z0-9-]+$/, "expected an HTTP header name"), z.string()).optional(),
+  }).optional(),
+  traces: z.strictObject({
+    /** the share of traces exported, 0..1 (default 1) */
+    sampling: z.number().min(0).max(1).optional(),
+    url_template: z.string().includes("{trace_id}", { message: "expected a URL with {trace_id} in it" }).optional(),
+  }).optional(),
+}).superRefine((o, ctx) => {
+  if (o.enabled && !o.otlp?.endpoint) ctx.addIssue({ code: "custom", path: ["otlp", "endpoint"], message: "observability.enabled needs otlp.endpoint" });
+  const endpoint = o.otlp?.endpoint ? new URL(o.otlp.endpoint) : undefined;
+  if (endpoint?.protocol === "http:" && !isLoopbackHost(endpoint.hostname) && !o.otlp?.insecure) {
+    ctx.addIssue({ code: "custom", path: ["otlp", "endpoint"], message: "plain http beyond loopback needs otlp.insecure: true (or use https)" });
+  }
+});
+
 /**
  * `$XDG_CONFIG_HOME/cleanroom/config.yaml`, strict: an unknown key fails rather than being ignored.
  * This build reads the keys below; the rest of Cleanroom's config surface arrives with the features it configures.
@@ -79,6 +106,16 @@ export const runtimeConfigSchema = z.strictObject({
     wake_timeout_seconds: z.number().int().min(1).max(3600).optional(),
   }).optional(),
   gateway: gatewaySettings.optional(),
+  auth: authSettingsSchema.optional(),
+  observability: observabilitySettings.optional(),
+}).superRefine((config, ctx) => {
+  // a key set fetched over plain http beyond this machine could be swapped in transit for the attacker's
+  config.auth?.oidc?.issuers.forEach((issuer, index) => {
+    const url = new URL(issuer.jwks_url);
+    if (url.protocol !== "https:" && !isLoopbackHost(url.hostname)) {
+      ctx.addIssue({ code: "custom", path: ["auth", "oidc", "issuers", index, "jwks_url"], message: "jwks_url must be https (plain http only on loopback)" });
+    }
+  });
 });
 
 export type RuntimeConfig = z.infer<typeof runtimeConfigSchema>;
@@ -92,7 +129,8 @@ export function loadRuntimeConfig(path: string = runtimeConfigPath()): RuntimeCo
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return {};
     throw new CleanroomError("invalid_argument", `cannot read ${path}: ${(err as Error).message}`);
   }
-  return resolveRelativePaths(parseYamlDocument(text, runtimeConfigSchema, path, "invalid_argument"), dirname(resolve(path)));
+  const base = dirname(resolve(path));
+  return withAuthPolicyFile(resolveRelativePaths(parseYamlDocument(text, runtimeConfigSchema, path, "invalid_argument"), base), base);
 }
 
 /** File paths in the config are relative to the config file, not to wherever the daemon was started. */
@@ -102,4 +140,25 @@ function resolveRelativePaths(config: RuntimeConfig, base: string): RuntimeConfi
   const app = config.gateway?.credentials?.github_app;
   if (app) app.private_key_file = resolve(base, app.private_key_file);
   return config;
+}
+
+/** `auth.policy_file` read into `auth.policy`, so the daemon and `auth check` see one policy. */
+function withAuthPolicyFile(config: RuntimeConfig, base: string): RuntimeConfig {
+  const auth = config.auth;
+  if (!auth?.policy_file) return config;
+  const file = resolve(base, auth.policy_file);
+  auth.policy_file = file;
+  auth.policy = loadAuthPolicyFile(file);
+  return config;
+}
+
+/** Reads a policy file of `bindings:` (as `auth.policy_file` or `auth check --policy-file`). */
+export function loadAuthPolicyFile(file: string): NonNullable<NonNullable<RuntimeConfig["auth"]>["policy"]> {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    throw new CleanroomError("invalid_argument", `cannot read the auth policy file ${file}: ${(err as Error).message}`);
+  }
+  return parseYamlDocument(text, authPolicySchema, file, "invalid_argument");
 }

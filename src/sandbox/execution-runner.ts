@@ -1,14 +1,16 @@
-import { mkdir } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { constants as osConstants } from "node:os";
 import type { AgentClient } from "../agent-protocol/index.ts";
-import { CleanroomError } from "../errors/index.ts";
+import { CleanroomError, isCleanroomError } from "../errors/index.ts";
 import type { Logger } from "../observability/index.ts";
 import type { SandboxEventLog } from "./event-log.ts";
 import { EXECUTION_ID_PATTERN, newExecutionId } from "./ids.ts";
 import { LiveExecution } from "./live-execution.ts";
 import { OutputLogWriter, readOutputLog, tailOutputLog, type OutputChunk } from "./output-log.ts";
-import { FINISHED_EXECUTION_STATUSES, type ExecutionRecord, type ImageDefaults } from "./records.ts";
+import type { SandboxObserver, TraceParent } from "./observer.ts";
+import { FINISHED_EXECUTION_STATUSES, type ExecutionRecord, type ExecutionTimings, type ImageDefaults, type ResourceOwner, type SandboxCreateTimings } from "./records.ts";
 import type { StateStore } from "./store.ts";
 
 export interface ExecutionInput {
@@ -23,6 +25,12 @@ export interface ExecutionInput {
   timeoutSeconds?: number;
   /** leave out the policy's sandbox.run.before (the daemon's own commands, or a caller who asks) */
   skipRunBefore?: boolean;
+  /** the sandbox's owner, which the execution inherits */
+  owner?: ResourceOwner;
+  /** the caller's trace (its `traceparent`); without one the execution gets a trace id of its own */
+  trace?: TraceParent;
+  /** when the request arrived (performance.now()) and what the sandbox's creation took: the execution's timings */
+  timing?: { requestedAt: number; sandbox?: SandboxCreateTimings };
 }
 
 export type ExecutionStreamItem = { output: OutputChunk } | { exit: ExecutionRecord; networkWarnings: string[] };
@@ -50,6 +58,7 @@ export class ExecutionRunner {
   readonly #events: SandboxEventLog;
   readonly #log: Logger;
   readonly #flushNetworkEvents: () => Promise<void>;
+  readonly #observer: SandboxObserver | undefined;
   readonly #live = new Map<string, LiveExecution>();
 
   constructor(opts: {
@@ -59,8 +68,10 @@ export class ExecutionRunner {
     events: SandboxEventLog;
     /** makes pending network events visible before an exit reports them */
     flushNetworkEvents: () => Promise<void>;
+    observer?: SandboxObserver;
     logger: Logger;
   }) {
+    this.#observer = opts.observer;
     this.#flushNetworkEvents = opts.flushNetworkEvents;
     this.#store = opts.store;
     this.#outputDir = opts.outputDir;
@@ -72,11 +83,14 @@ export class ExecutionRunner {
   /** Starts `input` with the image's env, working dir and user as defaults the request may override. */
   async start(input: ExecutionInput, image: ImageDefaults = { env: [], workingDir: "", user: "" }, runBefore?: string): Promise<ExecutionRecord> {
     validateCommand(input);
+    const requestedAt = input.timing?.requestedAt ?? performance.now();
+    const startTimeMs = Date.now() - (performance.now() - requestedAt);
     const command = input.shell ? ["/bin/sh", "-lc", input.command[0]!] : input.command;
     const cwd = input.cwd || image.workingDir;
     const user = input.user || image.user;
     const record: ExecutionRecord = {
       id: newExecutionId(),
+      ...(input.owner ? { owner: input.owner } : {}),
       sandboxId: input.sandboxId,
       status: "QUEUED",
       interactive: Boolean(input.tty || input.attachStdin),
@@ -91,8 +105,10 @@ export class ExecutionRunner {
       finishedAt: null,
       stdoutBytes: 0,
       stderrBytes: 0,
+      traceId: input.trace?.traceId ?? randomBytes(16).toString("hex"),
     };
     this.#store.putExecution(record);
+    const executionLog = this.#log.child({ trace_id: record.traceId, sandbox_id: record.sandboxId, execution_id: record.id });
     const dir = this.artifactsDir(record.id);
     let log: OutputLogWriter | undefined;
     try {
@@ -109,6 +125,7 @@ export class ExecutionRunner {
       });
       record.status = "RUNNING";
       record.startedAt = new Date().toISOString();
+      const commandStart = performance.now();
       this.#store.putExecution(record);
       const live = new LiveExecution(record, process, log, {
         timeoutSeconds: input.timeoutSeconds ?? 0,
@@ -117,11 +134,16 @@ export class ExecutionRunner {
       this.#live.set(record.id, live);
       this.#events.record(record.sandboxId, "execution_started", command.join(" ").slice(0, 200), { attributes: { execution_id: record.id } });
       live.finished.then((done) => {
+        const finishedAt = performance.now();
+        done.timings = executionTimings(input.timing?.sandbox, finishedAt - commandStart, finishedAt - requestedAt);
+        this.#store.putExecution(done);
+        void this.#writeObservability(done).catch((err: unknown) => executionLog.warn({ err }, "could not write execution-observability.json"));
         this.#live.delete(done.id);
         this.#events.record(done.sandboxId, "execution_finished", `${done.status}: ${done.statusReason}`, {
           attributes: { execution_id: done.id, exit_code: String(done.exitCode ?? "") },
         });
-        this.#log.info({ sandbox_id: done.sandboxId, execution_id: done.id, status: done.status, exit_code: done.exitCode }, "execution finished");
+        executionLog.info({ status: done.status, exit_code: done.exitCode, ...done.timings }, "execution finished");
+        this.#observer?.executionFinished({ record: done, ...(input.trace ? { trace: input.trace } : {}), startTimeMs, durationMs: finishedAt - requestedAt });
       });
       return record;
     } catch (err) {
@@ -130,8 +152,21 @@ export class ExecutionRunner {
       record.statusReason = `could not start: ${err instanceof Error ? err.message : String(err)}`;
       record.finishedAt = new Date().toISOString();
       this.#store.putExecution(record);
+      executionLog.warn({ reason_code: isCleanroomError(err) ? err.code : "runtime_launch_failed", reason: record.statusReason }, "execution could not start");
       throw err;
     }
+  }
+
+  /** `execution-observability.json` in the execution's artifacts dir: its ids and where its time went. */
+  async #writeObservability(record: ExecutionRecord): Promise<void> {
+    const t = record.timings;
+    const body = {
+      execution_id: record.id,
+      sandbox_id: record.sandboxId,
+      trace_id: record.traceId ?? "",
+      timings_ms: t ? { rootfs_prep: t.rootfsPrepMs, network_setup: t.networkSetupMs, ready: t.readyMs, command: t.commandMs, total: t.totalMs } : {},
+    };
+    await writeFile(join(this.artifactsDir(record.id), "execution-observability.json"), `${JSON.stringify(body, null, 2)}\n`, { mode: 0o600 });
   }
 
   get(id: string): ExecutionRecord {
@@ -238,6 +273,11 @@ export class ExecutionRunner {
     const record = this.get(id);
     throw new CleanroomError("failed_precondition", `execution ${id} is not running (${record.status})`);
   }
+}
+
+function executionTimings(sandbox: SandboxCreateTimings | undefined, commandMs: number, totalMs: number): ExecutionTimings {
+  const round = (ms: number) => Math.round(ms * 10) / 10;
+  return { rootfsPrepMs: sandbox?.rootfsPrepMs ?? 0, networkSetupMs: sandbox?.networkSetupMs ?? 0, readyMs: sandbox?.readyMs ?? 0, commandMs: round(commandMs), totalMs: round(totalMs) };
 }
 
 function validateCommand(input: ExecutionInput): void {

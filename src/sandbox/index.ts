@@ -2,6 +2,7 @@ export { SandboxSupervisor, type SupervisorOptions, type CreateSandboxInput, typ
 export type { RepositoryCheckoutInput, RepositorySource } from "./repository-checkout.ts";
 export type { ExecutionInput, ExecutionStreamItem } from "./execution-runner.ts";
 export type { OutputChunk, OutputStream } from "./output-log.ts";
+export type { SandboxObserver, TraceParent } from "./observer.ts";
 export type {
-  SandboxRecord, SnapshotRecord, RepositoryRecord, SandboxStatus, SandboxResources, ExecutionRecord, ExecutionStatus, SandboxEventRecord,
+  SandboxRecord, SandboxCreateTimings, ExecutionTimings, SnapshotRecord, RepositoryRecord, ResourceOwner, SandboxStatus, SandboxResources, ExecutionRecord, ExecutionStatus, SandboxEventRecord,
 } from "./records.ts";

@@ -12,8 +12,15 @@ export interface SandboxResources {
   pidsLimit: number;
 }
 
+/** The principal a resource belongs to on a shared server (absent: made by a local caller over the socket). */
+export interface ResourceOwner {
+  principalId: string;
+  scope: string;
+}
+
 export interface SandboxRecord {
   id: string;
+  owner?: ResourceOwner;
   status: SandboxStatus;
   backend: string;
   imageRef: string;
@@ -37,6 +44,29 @@ export interface SandboxRecord {
   cacheEntries?: string[];
   /** the snapshot whose layer this sandbox's rootfs stacks (it must outlive the sandbox) */
   fromSnapshot?: string;
+  /** how long its creation took, by step (a spare keeps those of its own creation) */
+  createTimings?: SandboxCreateTimings;
+}
+
+/** The steps of a sandbox's creation that an execution in it waited for, in milliseconds. */
+export interface SandboxCreateTimings {
+  /** resolving the image and the layers its rootfs stacks */
+  rootfsPrepMs: number;
+  /** the sandbox's netns, veth and nftables rules */
+  networkSetupMs: number;
+  /** from launch until its agent answered */
+  readyMs: number;
+}
+
+/** Where an execution's time went (`execution-observability.json`), in milliseconds. */
+export interface ExecutionTimings {
+  rootfsPrepMs: number;
+  networkSetupMs: number;
+  readyMs: number;
+  /** the command's own run time */
+  commandMs: number;
+  /** from the execution request to the command's exit */
+  totalMs: number;
 }
 
 /** A sandbox's repository: where it came from (an exact commit) and where it lives in the sandbox. */
@@ -54,6 +84,8 @@ export interface RepositoryRecord {
 /** A sandbox's filesystem, frozen: its own writes as a layer over the image (and block layers) it was made from. */
 export interface SnapshotRecord {
   id: string;
+  /** the sandbox's owner, inherited */
+  owner?: ResourceOwner;
   name: string;
   sandboxId: string;
   createdAt: string;
@@ -78,6 +110,8 @@ export interface ImageDefaults {
 
 export interface ExecutionRecord {
   id: string;
+  /** the sandbox's owner, inherited */
+  owner?: ResourceOwner;
   sandboxId: string;
   status: ExecutionStatus;
   interactive: boolean;
@@ -92,6 +126,10 @@ export interface ExecutionRecord {
   finishedAt: string | null;
   stdoutBytes: number;
   stderrBytes: number;
+  /** W3C trace id (32 hex digits): the caller's `traceparent`, else one of the daemon's own */
+  traceId?: string;
+  /** set once the execution finished */
+  timings?: ExecutionTimings;
 }
 
 export interface SandboxEventRecord {

@@ -44,6 +44,7 @@ export class Snapshots {
       await backend.copyWrites(sandbox.id, layer);
       const record: SnapshotRecord = {
         id,
+        ...(sandbox.owner ? { owner: sandbox.owner } : {}),
         name: name || `${sandbox.id}-${new Date().toISOString().replace(/[-:]/g, "").slice(0, 15)}`,
         sandboxId: sandbox.id,
         createdAt: new Date().toISOString(),

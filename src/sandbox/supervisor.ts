@@ -17,12 +17,13 @@ import { SandboxLifecycle } from "./lifecycle.ts";
 import { ExecutionRunner, mergeEnv, type ExecutionInput, type ExecutionStreamItem } from "./execution-runner.ts";
 import { EnvironmentBlocks, blocksOf, type BlockProgress, type BlockStep } from "./environment-blocks.ts";
 import { newSandboxId, SANDBOX_ID_PATTERN } from "./ids.ts";
-import { LIVE_SANDBOX_STATUSES, type ExecutionRecord, type RepositoryRecord, type SandboxEventRecord, type SandboxRecord, type SandboxResources, type SandboxStatus, type SnapshotRecord } from "./records.ts";
+import { LIVE_SANDBOX_STATUSES, type ExecutionRecord, type RepositoryRecord, type ResourceOwner, type SandboxEventRecord, type SandboxRecord, type SandboxResources, type SandboxStatus, type SnapshotRecord } from "./records.ts";
 import { bootstrapRepository, prepareCheckout, type RepositoryCheckoutInput, type RepositorySource } from "./repository-checkout.ts";
 import { SandboxGateway, type GatewayAccess } from "./sandbox-gateway.ts";
 import { SandboxNetworks } from "./sandbox-network.ts";
 import { StateStore } from "./store.ts";
 import { WarmPool } from "./warm-pool.ts";
+import type { SandboxObserver, TraceParent } from "./observer.ts";
 
 export interface SupervisorOptions {
   stateDir: string;
@@ -50,6 +51,8 @@ export interface SupervisorOptions {
   idleSuspendAfterSeconds?: number;
   /** `sandbox_lifecycle.wake_timeout_seconds` */
   wakeTimeoutSeconds?: number;
+  /** told of each creation and finished execution (the daemon's telemetry) */
+  observer?: SandboxObserver;
   logger: Logger;
 }
 
@@ -66,6 +69,10 @@ export interface CreateSandboxInput {
   repository?: RepositoryCheckoutInput;
   /** start from this snapshot's filesystem (and its policy, unless `policy` is given) */
   fromSnapshot?: string;
+  /** the authenticated principal creating it; executions and snapshots of the sandbox inherit it */
+  owner?: ResourceOwner;
+  /** the caller's trace: the creation's span is its child */
+  trace?: TraceParent;
 }
 
 export type CreateProgress =
@@ -123,6 +130,7 @@ export class SandboxSupervisor {
       agentFor: (sandboxId) => this.#agentFor(this.getSandbox(sandboxId)),
       events: this.#events,
       flushNetworkEvents: () => this.#networks.flushEvents(),
+      ...(opts.observer ? { observer: opts.observer } : {}),
       logger: opts.logger,
     });
   }
@@ -191,6 +199,7 @@ export class SandboxSupervisor {
     const now = new Date().toISOString();
     const record: SandboxRecord = {
       id: newSandboxId(),
+      ...(input.owner ? { owner: input.owner } : {}),
       status: "PROVISIONING",
       backend: backend.name,
       imageRef,
@@ -209,8 +218,13 @@ export class SandboxSupervisor {
     };
     // recorded before any host resource exists, so reconcile can always find what a crash left behind
     this.#store.putSandbox(record);
-    const log = this.#log.child({ sandbox_id: record.id });
+    const log = this.#log.child({ sandbox_id: record.id, ...(input.trace ? { trace_id: input.trace.traceId } : {}) });
     const startedAt = performance.now();
+    const startTimeMs = Date.now();
+    const observe = (reasonCode?: string) => this.#opts.observer?.sandboxCreated({
+      sandboxId: record.id, backend: backend.name, startTimeMs, durationMs: performance.now() - startedAt,
+      ...(input.trace ? { trace: input.trace } : {}), ...(reasonCode ? { reasonCode } : {}),
+    });
     try {
       onProgress({ phase: "resolve_image", message: `resolving ${imageRef}` });
       const image = await this.#resolveImage(imageRef, onProgress);
@@ -220,7 +234,10 @@ export class SandboxSupervisor {
       const lowerDirs = [...(await this.#opts.images.layerDirs(image)), ...(this.#blocks?.restoredLayers(blocks) ?? []), ...this.#snapshotLayers(snapshot, onProgress)];
       onProgress({ phase: "provision", message: `starting ${backend.name} sandbox` });
       const checkingOut = Boolean(repository && !snapshot);
+      const networkStart = performance.now();
+      const rootfsPrepMs = networkStart - startedAt;
       const network = await this.#networks.setUp(record, checkingOut);
+      const launchStart = performance.now();
       const launched = await backend.launch({
         sandboxId: record.id,
         lowerDirs,
@@ -233,13 +250,15 @@ export class SandboxSupervisor {
       const agent = connectAgent(launched.agentSocketPath, { timeoutMs: launchMs });
       this.#agents.set(record.id, agent);
       await agent;
+      record.createTimings = { rootfsPrepMs: roundMs(rootfsPrepMs), networkSetupMs: roundMs(launchStart - networkStart), readyMs: roundMs(performance.now() - launchStart) };
       if (checkingOut && repository) {
         await this.#checkOut(record, repository, await agent, image.config.user, blocks, onProgress);
         await this.#runBlocks(record, blocks, await agent, backend, onProgress);
         await this.#networks.enterRunningStage(record);
       }
       this.#setStatus(record, "READY", "");
-      log.info({ image_digest: image.digest, duration_ms: Math.round(performance.now() - startedAt) }, "sandbox ready");
+      log.info({ image_digest: image.digest, duration_ms: Math.round(performance.now() - startedAt), ...record.createTimings }, "sandbox ready");
+      observe();
       onProgress({ phase: "ready", message: "ready" });
       return record;
     } catch (err) {
@@ -247,7 +266,9 @@ export class SandboxSupervisor {
       await this.#release(record.id, backend).catch((cleanupErr) => log.error({ err: cleanupErr }, "cleanup after failed launch"));
       const reason = messageOf(err);
       this.#setStatus(record, "FAILED", reason);
-      log.warn({ reason_code: isCleanroomError(err) ? err.code : "runtime_launch_failed", reason }, "sandbox launch failed");
+      const reasonCode = isCleanroomError(err) ? err.code : "runtime_launch_failed";
+      log.warn({ reason_code: reasonCode, reason }, "sandbox launch failed");
+      observe(reasonCode);
       if (isCleanroomError(err)) throw err;
       throw new CleanroomError("runtime_launch_failed", `sandbox ${record.id} failed to start: ${reason}`, { sandbox_id: record.id });
     }
@@ -392,11 +413,13 @@ export class SandboxSupervisor {
 
   /** Creates an execution in a READY sandbox and starts it. */
   async createExecution(input: ExecutionInput): Promise<ExecutionRecord> {
+    const requestedAt = performance.now();
     const sandbox = await this.#lifecycle.awake(input.sandboxId);
     const defaults = sandbox.imageDefaults ?? { env: [], workingDir: "", user: "" };
     // a repository sandbox's commands run in the checkout, as they would in the developer's clone
     const workingDir = sandbox.repository?.path || defaults.workingDir;
-    return this.#runner.start(input, { ...defaults, workingDir, env: mergeEnv(defaults.env, this.#gateway.environmentFor(sandbox)) }, sandbox.policy?.run.before);
+    const timing = { requestedAt, ...(sandbox.createTimings ? { sandbox: sandbox.createTimings } : {}) };
+    return this.#runner.start({ ...input, ...(sandbox.owner ? { owner: sandbox.owner } : {}), timing }, { ...defaults, workingDir, env: mergeEnv(defaults.env, this.#gateway.environmentFor(sandbox)) }, sandbox.policy?.run.before);
   }
 
   /** The files of a READY sandbox, resolved by its agent inside the sandbox's own mount namespace. */
@@ -521,6 +544,7 @@ export class SandboxSupervisor {
       delete spare.pooled;
       spare.createdAt = now;
       spare.labels = input.labels ?? {};
+      if (input.owner) spare.owner = input.owner;
       this.#setStatus(spare, "READY", "");
       // the replacement's mount and runc would compete with the caller's first command for the CPU
       setTimeout(() => this.#pool.fill(), REFILL_DELAY_MS).unref();
@@ -613,6 +637,10 @@ export class SandboxSupervisor {
     if (wasStopping) this.#setStatus(record, "STOPPED", "terminated (finished after the daemon restarted)");
     else this.#setStatus(record, "FAILED", record.status === "READY" ? "the sandbox was no longer running when the daemon restarted" : `the daemon restarted while the sandbox was ${record.status}`);
   }
+}
+
+function roundMs(ms: number): number {
+  return Math.round(ms * 10) / 10;
 }
 
 /** Fails closed when the policy needs enforcement the backend lacks. */

@@ -15,6 +15,8 @@ export interface CleanroomOptions {
   /** bearer token for a daemon that requires auth; default the contents of `CLEANROOM_AUTH_TOKEN_FILE`, else
    * `CLEANROOM_AUTH_TOKEN`. Never sent over plain http beyond loopback. */
   token?: string;
+  /** extra headers sent on every call, e.g. `{ traceparent: newTraceContext().traceparent }` */
+  headers?: Record<string, string>;
 }
 
 /** The token the environment offers: the file CLEANROOM_AUTH_TOKEN_FILE names, else CLEANROOM_AUTH_TOKEN. */
@@ -147,7 +149,7 @@ export class Cleanroom {
     this.host = opts.host || process.env.CLEANROOM_HOST || defaultHost();
     const caFile = opts.tlsCa || process.env.CLEANROOM_TLS_CA;
     const token = opts.token || tokenFromEnv(process.env);
-    this.#transport = new JsonTransport(parseEndpoint(this.host, { ...(caFile ? { ca: readCaFile(caFile) } : {}), ...(token ? { token } : {}) }));
+    this.#transport = new JsonTransport(parseEndpoint(this.host, { ...(caFile ? { ca: readCaFile(caFile) } : {}), ...(token ? { token } : {}), ...(opts.headers ? { headers: opts.headers } : {}) }));
     this.sandboxes = this.#transport.client<typeof SandboxService>("cleanroom.v1.SandboxService", ["createSandboxStream", "streamSandboxEvents", "archiveSandboxPaths", "downloadSandboxFile"]);
     this.executions = this.#transport.client<typeof ExecutionService>("cleanroom.v1.ExecutionService", ["streamExecution"]);
     this.images = this.#transport.client<typeof ImageService>("cleanroom.v1.ImageService", ["pullImage", "importImage", "warmup"]);

@@ -59,6 +59,8 @@ export interface Endpoint {
   ca?: Buffer;
   /** sent as `Authorization: Bearer …` */
   token?: string;
+  /** sent on every call, e.g. `traceparent` */
+  headers?: Record<string, string>;
 }
 
 
@@ -70,8 +72,8 @@ const END_STREAM_FLAG = 0x02;
  * Parses `unix:///path`, `/path` or `http(s)://host:port`. A bearer token is never sent over plain http beyond
  * loopback, where anyone on the path could read and replay it: that is refused (auth_insecure_transport).
  */
-export function parseEndpoint(host: string, opts: { ca?: Buffer; token?: string } = {}): Endpoint {
-  const secrets = { ...(opts.ca ? { ca: opts.ca } : {}), ...(opts.token ? { token: opts.token } : {}) };
+export function parseEndpoint(host: string, opts: { ca?: Buffer; token?: string; headers?: Record<string, string> } = {}): Endpoint {
+  const secrets = { ...(opts.ca ? { ca: opts.ca } : {}), ...(opts.token ? { token: opts.token } : {}), ...(opts.headers ? { headers: opts.headers } : {}) };
   if (host.startsWith("unix://") || host.startsWith("/")) {
     const socketPath = host.startsWith("/") ? host : host.slice("unix://".length);
     if (!socketPath.startsWith("/")) throw new CleanroomError("invalid_argument", `--host ${host}: the socket path must be absolute`);
@@ -222,6 +224,7 @@ export class JsonTransport {
           agent: this.#agent,
           ...(this.endpoint.socketPath ? { socketPath: this.endpoint.socketPath } : {}),
           headers: {
+            ...this.endpoint.headers,
             "content-type": contentType,
             "connect-protocol-version": "1",
             ...(streamed ? {} : { "content-length": body.byteLength }),

@@ -36,10 +36,12 @@ export class SandboxPortConnection extends Duplex {
     const baseUrl = socketPath ? "http://localhost" : endpoint.baseUrl;
     this.#session = new Http2SessionManager(baseUrl, undefined, socketPath ? { createConnection: () => netConnect(socketPath) } : endpoint.ca ? { ca: endpoint.ca } : undefined);
     const token = endpoint.token;
+    const headers = endpoint.headers ?? {};
     const client = createClient(SandboxService, createConnectTransport({
       httpVersion: "2", useBinaryFormat: true, baseUrl, sessionManager: this.#session,
-      interceptors: token ? [(next) => (req) => {
-        req.header.set("authorization", `Bearer ${token}`);
+      interceptors: token || Object.keys(headers).length ? [(next) => (req) => {
+        for (const [name, value] of Object.entries(headers)) req.header.set(name, value);
+        if (token) req.header.set("authorization", `Bearer ${token}`);
         return next(req);
       }] : [],
     }));

@@ -5,7 +5,7 @@ import {
   type Execution, type Image, type RepositoryState, type Sandbox, type SandboxEvent, type Snapshot,
 } from "../api/index.ts";
 import type { ImageRecord } from "../image/index.ts";
-import type { ExecutionRecord, RepositoryRecord, SandboxEventRecord, SandboxRecord, SnapshotRecord } from "../sandbox/index.ts";
+import type { ExecutionRecord, RepositoryRecord, ResourceOwner, SandboxEventRecord, SandboxRecord, SnapshotRecord } from "../sandbox/index.ts";
 
 function timestamp(iso: string | null): Timestamp | undefined {
   return iso ? timestampFromDate(new Date(iso)) : undefined;
@@ -28,7 +28,12 @@ export function sandboxMessage(record: SandboxRecord): Sandbox {
     ...(record.repository ? { repository: repositoryState(record.repository) } : {}),
     fromSnapshotId: record.fromSnapshot ?? "",
     ...(record.policy?.expose.https ? { exposeHttps: record.policy.expose.https } : {}),
+    ...ownerOf(record),
   });
+}
+
+function ownerOf(record: { owner?: ResourceOwner }): { owner?: { principalId: string; scope: string } } {
+  return record.owner ? { owner: { principalId: record.owner.principalId, scope: record.owner.scope } } : {};
 }
 
 function repositoryState(repository: RepositoryRecord): RepositoryState {
@@ -47,12 +52,14 @@ export function snapshotMessage(record: SnapshotRecord): Snapshot {
     policyHash: record.policyHash,
     ...(record.repository ? { repository: repositoryState(record.repository) } : {}),
     diskBytes: BigInt(record.diskBytes),
+    ...ownerOf(record),
   });
 }
 
 export function executionMessage(record: ExecutionRecord): Execution {
   return create(ExecutionSchema, {
     executionId: record.id,
+    ...ownerOf(record),
     sandboxId: record.sandboxId,
     status: ExecutionStatus[record.status],
     kind: record.interactive ? ExecutionKind.INTERACTIVE : ExecutionKind.BATCH,

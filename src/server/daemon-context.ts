@@ -16,4 +16,10 @@ export interface DaemonContext {
   backendOptions: Parameters<typeof createLinuxBackend>[0];
   version: string;
   agentProtocolVersion: number;
+  /** the API listener as configured (`--listen`), for doctor's listener check */
+  listenUrl: string;
+  /** the runtime config requires authenticated callers (doctor: a non-loopback listener without it fails) */
+  authRequired: boolean;
+  /** `observability.traces.url_template`: a trace's URL with `{trace_id}` filled in */
+  traceUrlTemplate?: string;
 }

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { cpus } from "node:os";
+import { createSecureContext } from "node:tls";
 import { join } from "node:path";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Interceptor } from "@connectrpc/connect";
@@ -8,16 +9,19 @@ import { AGENT_PROTOCOL_VERSION } from "../agent-protocol/index.ts";
 import { createLinuxBackend, type BackendName } from "../backends/index.ts";
 import { BlockCache, DEFAULT_MINIMUM_OUTPUT_BYTES } from "../cache/index.ts";
 import { hostPaths, isLoopbackHost, loadRuntimeConfig, packageRoot, sandboxIdRange, type HostPaths, type RuntimeConfig } from "../config/index.ts";
+import { createAuthorizer, type Authorizer } from "../auth/index.ts";
 import { CleanroomError } from "../errors/index.ts";
 import { ImageStore } from "../image/index.ts";
 import { startGateway, type Gateway, type GatewaySettings } from "../gateway/index.ts";
 import { createNetworkManager, hostResolver, type HostResolver, type NetworkManager } from "../network/index.ts";
-import type { Logger } from "../observability/index.ts";
+import { startTelemetry, type Logger, type Telemetry } from "../observability/index.ts";
 import { SandboxSupervisor } from "../sandbox/index.ts";
 import type { DaemonContext } from "./daemon-context.ts";
+import { authorizationInterceptor, daemonResources } from "./authorization.ts";
 import { toConnectError } from "./errors.ts";
 import { listenHttp, parseListenAddress, type ListenAddress, type ListenerTls } from "./listen.ts";
 import { registerRoutes } from "./routes.ts";
+import { traceInterceptor } from "./trace-context.ts";
 
 export interface DaemonOptions {
   /** `unix:///path`, `http://127.0.0.1:port` or `https://host:port`; default: the root socket */
@@ -48,10 +52,12 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const log = opts.logger;
   // a listener that cannot work is refused before anything starts
   const address = parseListenAddress(opts.listen ?? `unix://${paths.socketPath}`);
-  const tls = await listenerTls(address, opts);
+  const config = opts.config ?? (await loadRuntimeConfig());
+  const tls = await listenerTls(address, opts, config);
+  const authorizer = await listenerAuthorizer(address, config, log);
+  const telemetry = await telemetryOf(config, log);
   const backendOptions = { stateDir: paths.stateDir, runDir: paths.runDir, agentPath: paths.agentPath, idRange: sandboxIdRange, logger: log };
   const images = new ImageStore({ root: paths.imageDir, idRange: sandboxIdRange, logger: log });
-  const config = opts.config ?? (await loadRuntimeConfig());
   const resolver = upstreamResolver();
   // the gateway starts first: the network rules admit its port; it asks the supervisor who is calling
   let supervisorRef: SandboxSupervisor | undefined;
@@ -61,7 +67,10 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     callers: (remote, local) => supervisorRef?.gatewayCallerAt(remote, local),
     resolver,
     settings: gatewaySettingsOf(config),
-    onAudit: (event) => supervisorRef?.recordGatewayAudit(event),
+    onAudit: (event) => {
+      supervisorRef?.recordGatewayAudit(event);
+      telemetry?.gatewayRequest(event);
+    },
     logger: log,
   });
   const network = await startNetwork(paths, log, resolver, gateway);
@@ -88,13 +97,14 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     blockCache,
     idRange: sandboxIdRange,
     minimumOutputBytes: backendConfig.minimum_cache_output_volume_bytes ?? DEFAULT_MINIMUM_OUTPUT_BYTES,
+    ...(telemetry ? { observer: telemetry } : {}),
     logger: log,
   });
   supervisorRef = supervisor;
-  const context: DaemonContext = { supervisor, images, gateway, blockCache, stateDir: paths.stateDir, defaultBackend, backendOptions, version, agentProtocolVersion: AGENT_PROTOCOL_VERSION };
+  const context: DaemonContext = { supervisor, images, gateway, blockCache, stateDir: paths.stateDir, defaultBackend, backendOptions, version, agentProtocolVersion: AGENT_PROTOCOL_VERSION, listenUrl: opts.listen ?? `unix://${paths.socketPath}`, authRequired: authorizer !== undefined, ...(config.observability?.traces?.url_template ? { traceUrlTemplate: config.observability.traces.url_template } : {}) };
   const handler = connectNodeAdapter({
     routes: (router) => registerRoutes(router, context),
-    interceptors: [reasonCodeInterceptor(log)],
+    interceptors: [reasonCodeInterceptor(log), ...(authorizer ? [authorizationInterceptor(authorizer, daemonResources(supervisor, defaultBackend))] : []), traceInterceptor(log)],
   });
   const listening = await listenHttp(address, handler, tls);
   log.info({ url: listening.url, gateway_port: gateway.port, state_dir: paths.stateDir, version }, "cleanroom daemon listening");
@@ -104,8 +114,22 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       await listening.close();
       await gateway.close();
       await supervisor.close();
+      await telemetry?.shutdown();
     },
   };
+}
+
+/** OTLP export when `observability.enabled` (the OpenTelemetry SDK is loaded only then). */
+async function telemetryOf(config: RuntimeConfig, log: Logger): Promise<Telemetry | undefined> {
+  const o = config.observability;
+  if (!o?.enabled || !o.otlp?.endpoint) return undefined;
+  return startTelemetry({
+    endpoint: o.otlp.endpoint,
+    protocol: o.otlp.protocol ?? "http/protobuf",
+    headers: o.otlp.headers ?? {},
+    sampling: o.traces?.sampling ?? 1,
+    serviceVersion: version,
+  }, log);
 }
 
 /**
@@ -169,6 +193,22 @@ function gatewaySettingsOf(config: RuntimeConfig): GatewaySettings {
   };
 }
 
+/**
+ * Who checks callers on this listener. A unix socket is the host's own users (file permissions decide), and a
+ * loopback listener without `auth.required` is treated the same; otherwise every call needs a verified token.
+ */
+async function listenerAuthorizer(address: ListenAddress, config: RuntimeConfig, log: Logger): Promise<Authorizer | undefined> {
+  const auth = config.auth;
+  if (!auth?.required) return undefined;
+  if (address.kind === "unix") {
+    log.info("auth.required applies to TCP listeners; callers on the unix socket are trusted local users");
+    return undefined;
+  }
+  // the config schema makes auth.required carry issuers and a policy (policy_file is read into policy)
+  if (!auth.oidc || !auth.policy) throw new CleanroomError("invalid_argument", "auth.required needs auth.oidc.issuers and auth.policy (or auth.policy_file)");
+  return createAuthorizer({ issuers: auth.oidc.issuers, policy: auth.policy });
+}
+
 /** Maps every error leaving a handler, unary or mid-stream, to a ConnectError with a reason code. */
 function reasonCodeInterceptor(log: Logger): Interceptor {
   return (next) => async (req) => {
@@ -191,22 +231,27 @@ function reasonCodeInterceptor(log: Logger): Interceptor {
 }
 
 /**
- * The key and certificate of an https:// listener. Only loopback is served until OIDC auth exists: a shared server
- * (any other address) needs `auth.required: true`, which this build cannot honour yet.
+ * The key and certificate of an https:// listener. A shared server (any address beyond loopback) needs HTTPS and
+ * `auth.required: true`: plain http beyond loopback is already refused by the address parser.
  */
-async function listenerTls(address: ListenAddress, opts: DaemonOptions): Promise<ListenerTls | undefined> {
+async function listenerTls(address: ListenAddress, opts: DaemonOptions, config: RuntimeConfig): Promise<ListenerTls | undefined> {
   const tlsFlags = opts.tlsCert !== undefined || opts.tlsKey !== undefined;
   if (address.kind === "unix" || !address.tls) {
     if (tlsFlags) throw new CleanroomError("invalid_argument", "--tls-cert and --tls-key go with an https:// --listen address");
     return undefined;
   }
-  if (!isLoopbackHost(address.host)) {
-    throw new CleanroomError("auth_insecure_transport", `--listen https://${address.host}: a listener beyond loopback needs auth.required: true (OIDC), which this build does not have yet; listen on 127.0.0.1 or a unix socket`);
+  if (!isLoopbackHost(address.host) && !config.auth?.required) {
+    throw new CleanroomError("auth_insecure_transport", `--listen https://${address.host}: a listener beyond loopback needs auth.required: true with OIDC issuers and a policy in the runtime config; or listen on 127.0.0.1 or a unix socket`);
   }
   if (!opts.tlsCert || !opts.tlsKey) throw new CleanroomError("invalid_argument", "an https:// listener needs both --tls-cert and --tls-key (PEM files)");
   const read = (path: string, what: string) => readFile(path).catch((err: Error) => {
     throw new CleanroomError("invalid_argument", `cannot read the TLS ${what} ${path}: ${err.message}`);
   });
   const [cert, key] = await Promise.all([read(opts.tlsCert, "certificate"), read(opts.tlsKey, "key")]);
+  try {
+    createSecureContext({ cert, key });
+  } catch (err) {
+    throw new CleanroomError("invalid_argument", `--tls-cert ${opts.tlsCert} and --tls-key ${opts.tlsKey} are not a PEM certificate and its private key: ${(err as Error).message}`);
+  }
   return { cert, key };
 }

@@ -6,13 +6,15 @@ import {
   CreatePhase, CreateSandboxStreamResponseSchema, ExecutionService, ExecutionStatus, HostService, ImageService, SandboxService, SnapshotService,
   type CreateSandboxRequest, type ImageProgress as ImageProgressMessage, type RepositoryCheckout,
 } from "../api/index.ts";
-import { probeHost } from "../backends/index.ts";
 import { CleanroomError } from "../errors/index.ts";
 import { verifyCompiledPolicy } from "../policy/index.ts";
 import type { ImageProgress, ImageRecord } from "../image/index.ts";
 import type { CreateProgress, CreateSandboxInput, RepositoryCheckoutInput } from "../sandbox/index.ts";
+import { ownerFor } from "./authorization.ts";
+import { doctorReport } from "./doctor.ts";
 import { fileMethods } from "./file-routes.ts";
 import { pruneStorage, storageUsage, type StorageSelection } from "./storage.ts";
+import { traceOf, traceUrl } from "./trace-context.ts";
 import { eventMessage, executionMessage, imageMessage, sandboxMessage, snapshotMessage } from "./convert.ts";
 import type { DaemonContext } from "./daemon-context.ts";
 
@@ -38,12 +40,12 @@ export function registerRoutes(router: ConnectRouter, daemon: DaemonContext): vo
 
   router.service(SandboxService, {
     ...fileMethods(supervisor),
-    async createSandbox(req) {
-      return { sandbox: sandboxMessage(await supervisor.createSandbox(await createInput(req))) };
+    async createSandbox(req, ctx) {
+      return { sandbox: sandboxMessage(await supervisor.createSandbox({ ...(await createInput(req, ctx)), ...traceOf(ctx) })) };
     },
     async *createSandboxStream(req, ctx) {
       const updates = createWritableIterable<CreateProgress>();
-      const input = await createInput(req);
+      const input = { ...(await createInput(req, ctx)), ...traceOf(ctx) };
       const created = supervisor.createSandbox(input, (p) => void updates.write(p).catch(() => undefined))
         .finally(() => updates.close());
       for await (const p of abortable(updates, ctx)) {
@@ -110,8 +112,9 @@ export function registerRoutes(router: ConnectRouter, daemon: DaemonContext): vo
   });
 
   router.service(ExecutionService, {
-    async createExecution(req) {
+    async createExecution(req, ctx) {
       const record = await supervisor.createExecution({
+        ...traceOf(ctx),
         sandboxId: req.sandboxId,
         command: req.command,
         shell: req.shell,
@@ -130,11 +133,16 @@ export function registerRoutes(router: ConnectRouter, daemon: DaemonContext): vo
     },
     async inspectExecution(req) {
       const tail = await runner.tail(req.executionId, Math.min(req.outputBytes, 16 * 1024 * 1024));
+      const record = runner.get(req.executionId);
+      const t = record.timings;
       return {
-        execution: executionMessage(runner.get(req.executionId)),
+        execution: executionMessage(record),
         stdoutTail: tail.stdout,
         stderrTail: tail.stderr,
         artifactsDir: runner.artifactsDir(req.executionId),
+        traceId: record.traceId ?? "",
+        traceUrl: traceUrl(daemon.traceUrlTemplate, record.traceId),
+        ...(t ? { timings: { rootfsPrepMs: t.rootfsPrepMs, networkSetupMs: t.networkSetupMs, readyMs: t.readyMs, commandMs: t.commandMs, totalMs: t.totalMs } } : {}),
       };
     },
     async listExecutions(req) {
@@ -209,13 +217,8 @@ export function registerRoutes(router: ConnectRouter, daemon: DaemonContext): vo
   });
 
   router.service(HostService, {
-    async doctor() {
-      const report = await probeHost(daemon.backendOptions);
-      return {
-        checks: [...report.checks, ...daemon.gateway.diagnose()],
-        backends: report.backends.map((b) => ({ backend: b.backend, usable: b.usable, checks: b.checks, capabilities: b.capabilities })),
-        defaultBackend: daemon.defaultBackend,
-      };
+    async doctor(req) {
+      return doctorReport(daemon, req.backend);
     },
     async storageUsage(req) {
       const categories = await storageUsage(daemon, selectionOf(req.selection));
@@ -239,7 +242,8 @@ export function registerRoutes(router: ConnectRouter, daemon: DaemonContext): vo
   });
 }
 
-async function createInput(req: CreateSandboxRequest): Promise<CreateSandboxInput> {
+async function createInput(req: CreateSandboxRequest, ctx: HandlerContext): Promise<CreateSandboxInput> {
+  const owner = ownerFor(ctx);
   const policy = req.compiledPolicyJson ? { policy: await verifyCompiledPolicy(req.compiledPolicyJson, req.policyHash), hash: req.policyHash } : undefined;
   if (!policy && req.policyHash) throw new CleanroomError("policy_invalid", "a policy hash was sent without its compiled policy");
   return {
@@ -252,6 +256,7 @@ async function createInput(req: CreateSandboxRequest): Promise<CreateSandboxInpu
     labels: req.labels,
     ...(req.repositoryCheckout ? { repository: repositoryInput(req.repositoryCheckout) } : {}),
     ...(req.fromSnapshotId ? { fromSnapshot: req.fromSnapshotId } : {}),
+    ...(owner ? { owner } : {}),
   };
 }
 

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { before, test } from "node:test";
 import { suiteCleanup } from "../fixtures/cleanup.ts";
 import { ensureBaseImage, runCli, startTestDaemon, type TestDaemon } from "../fixtures/daemon.ts";
-import { testCertificates, type TestCertificates } from "../fixtures/tls.ts";
+import { httpsListener, testCertificates, type TestCertificates } from "../fixtures/tls.ts";
 import { freePort } from "../fixtures/ports.ts";
 
 const suite = suiteCleanup();
@@ -18,11 +18,9 @@ let certs: TestCertificates;
 before(async () => {
   certs = testCertificates(["127.0.0.1", "localhost"]);
   suite.after(() => certs.remove());
-  writeFileSync(join(certs.dir, "listener.pem"), certs.cert);
-  writeFileSync(join(certs.dir, "listener.key"), certs.key);
   const port = await freePort();
   daemon = await startTestDaemon(suite, {
-    listen: { host: `https://127.0.0.1:${port}`, args: ["--tls-cert", join(certs.dir, "listener.pem"), "--tls-key", join(certs.dir, "listener.key")], caFile: certs.caFile },
+    listen: httpsListener(certs, port),
   });
   await ensureBaseImage(daemon);
 });
@@ -60,9 +58,13 @@ test("serve refuses listeners that would put the API beyond loopback without TLS
   const plain = await runCli(["serve", "--listen", "http://0.0.0.0:7799"], env);
   assert.equal(plain.code, 1);
   assert.match(plain.stderr, /plain http is only served on loopback.*\[auth_insecure_transport\]/);
-  const open = await runCli(["serve", "--listen", "https://0.0.0.0:7799", "--tls-cert", join(certs.dir, "listener.pem"), "--tls-key", join(certs.dir, "listener.key")], env);
+  const open = await runCli(["serve", "--listen", "https://0.0.0.0:7799", "--tls-cert", certs.certFile, "--tls-key", certs.keyFile], env);
   assert.equal(open.code, 1);
   assert.match(open.stderr, /beyond loopback needs auth\.required: true/);
+  writeFileSync(join(certs.dir, "garbage.pem"), "not a certificate\n");
+  const garbage = await runCli(["serve", "--listen", "https://127.0.0.1:7799", "--tls-cert", join(certs.dir, "garbage.pem"), "--tls-key", certs.keyFile], env);
+  assert.equal(garbage.code, 1, "a certificate that does not load stops serve before anything starts, instead of leaving it half up");
+  assert.match(garbage.stderr, /are not a PEM certificate and its private key.*\[invalid_argument\]/);
   const keyless = await runCli(["serve", "--listen", "https://127.0.0.1:7799"], env);
   assert.equal(keyless.code, 1);
   assert.match(keyless.stderr, /needs both --tls-cert and --tls-key/);

@@ -23,6 +23,16 @@ export async function readCgroupLayout(): Promise<CgroupLayout> {
   return { mode, hierarchies: [...new Set([...v1, ...v2])] };
 }
 
+/** Controllers the host offers: v2 lists them in cgroup.controllers, v1 names each mount point after its own. */
+export async function availableControllers(layout: CgroupLayout): Promise<string[]> {
+  if (layout.mode === "v2") {
+    const root = layout.hierarchies[0] ?? "/sys/fs/cgroup";
+    return (await readFile(join(root, "cgroup.controllers"), "utf8").catch(() => "")).trim().split(/\s+/);
+  }
+  // v1 mount points are named after their controllers, e.g. /sys/fs/cgroup/cpu,cpuacct
+  return layout.hierarchies.flatMap((h) => (h.split("/").pop() ?? "").split(","));
+}
+
 /** The sandbox's directory in every hierarchy (existing or not). */
 export function cgroupDirs(layout: CgroupLayout, cgroupPath: string): string[] {
   return layout.hierarchies.map((h) => join(h, cgroupPath));

@@ -1,8 +1,7 @@
 import { readFile } from "node:fs/promises";
-import { join } from "node:path";
 import type { BackendProbe, CapabilityMap, LinuxBackendOptions, ProbeCheck } from "../types.ts";
 import { tryCommand } from "../../host-command/index.ts";
-import { readCgroupLayout } from "./cgroups.ts";
+import { availableControllers, readCgroupLayout } from "./cgroups.ts";
 import { agentBinaryProblem, untraversableAncestors } from "./host-access.ts";
 import { sandboxesDir } from "./sandbox-layout.ts";
 
@@ -66,14 +65,7 @@ async function checkCgroups(): Promise<ProbeCheck> {
   const layout = await readCgroupLayout();
   if (layout.mode === "none") return { name: "cgroups", ok: false, detail: "no cgroup hierarchy mounted" };
   const needed = ["memory", "pids", "cpu"];
-  let present: string[];
-  if (layout.mode === "v2") {
-    const root = layout.hierarchies[0] ?? "/sys/fs/cgroup";
-    present = (await readFile(join(root, "cgroup.controllers"), "utf8").catch(() => "")).trim().split(/\s+/);
-  } else {
-    // v1 mount points are named after their controllers, e.g. /sys/fs/cgroup/cpu,cpuacct
-    present = layout.hierarchies.flatMap((h) => (h.split("/").pop() ?? "").split(","));
-  }
+  const present = await availableControllers(layout);
   const missing = needed.filter((c) => !present.includes(c));
   return {
     name: "cgroups",

@@ -25,6 +25,18 @@ sandbox_lifecycle:
   # suspend sandboxes that ran nothing and were not touched for this long (0: never); calls wake them
   idle_suspend_after_seconds: 0
   wake_timeout_seconds: 30
+# a shared server (serve --listen https://…): every TCP caller presents an OIDC token; see README "A shared server"
+# auth:
+#   required: true
+#   oidc:
+#     issuers:
+#       - { name: ci, issuer: "https://token.ci.example", audiences: [cleanroom], jwks_url: "https://token.ci.example/jwks" }
+#   policy:
+#     bindings:
+#       - name: pipelines
+#         when: has(claims.pipeline_slug)
+#         principal: { id: "pipeline:\${claims.pipeline_slug}" }
+#         grants: [{ name: own-sandboxes, actions: ["sandbox.*", "execution.*"] }]
 `;
 }
 

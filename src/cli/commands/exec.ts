@@ -1,7 +1,7 @@
 import { CleanroomError } from "../../errors/index.ts";
 import type { SandboxSource, SourceFlags } from "../sandbox-source.ts";
 import type { Exposure } from "../../expose/index.ts";
-import { Cleanroom, type CreateProgressEvent, type ExecutionHandle, type ExitEvent, type SandboxHandle } from "../../sdk/index.ts";
+import { Cleanroom, newTraceContext, type CreateProgressEvent, type ExecutionHandle, type ExitEvent, type SandboxHandle } from "../../sdk/index.ts";
 import { connectClient } from "../client.ts";
 
 export interface ExecFlags {
@@ -24,6 +24,7 @@ export interface ExecFlags {
   tty?: boolean;
   stdin?: boolean; // commander's --no-stdin sets this to false
   printSandboxId?: boolean;
+  printTraceId?: boolean;
   launchSeconds?: string;
   dangerouslyAllowAll?: boolean;
   /** workspace sync around the command (--copy-in, --copy-out, --sync) */
@@ -41,7 +42,10 @@ export const EXEC_FAILURE_EXIT = 125;
 export async function runExec(args: string[], flags: ExecFlags, mode: { console: boolean }): Promise<number> {
   const command = args.length ? args : mode.console ? ["/bin/sh"] : [];
   if (!command.length) throw new CleanroomError("invalid_argument", "no command given; put it after `--`, e.g. `cleanroom exec -- echo hello`");
-  const client = connectClient(flags);
+  // one trace for the whole command: the daemon's spans and log lines carry its id
+  const trace = newTraceContext();
+  if (flags.printTraceId) process.stderr.write(`trace_id: ${trace.traceId}\n`);
+  const client = connectClient(flags, { traceparent: trace.traceparent });
   const tty = mode.console || Boolean(flags.tty);
   const attachStdin = flags.stdin !== false;
   const syncRoot = flags.copyIn || flags.copyOut ? await checkoutRootForSync(flags.chdir) : undefined;

@@ -1,6 +1,6 @@
 import type { ExecutionJson } from "../../api/index.ts";
 import { enumName } from "../../sdk/index.ts";
-import { age, printJson, printTable } from "../output.ts";
+import { age, ownerView, printJson, printTable } from "../output.ts";
 import { connectClient } from "../client.ts";
 
 const TAIL_BYTES = 64 * 1024;
@@ -24,14 +24,17 @@ export async function listExecutions(flags: { host?: string; sandboxId?: string;
 export async function inspectExecution(id: string, flags: { host?: string; json?: boolean }): Promise<number> {
   const client = connectClient(flags);
   const res = await client.executions.inspectExecution({ executionId: id, outputBytes: TAIL_BYTES });
-  const info = { ...executionView(res.execution ?? {}), artifacts_dir: res.artifactsDir ?? "" };
+  const t = res.timings;
+  const timings = t ? { rootfs_prep: t.rootfsPrepMs ?? 0, network_setup: t.networkSetupMs ?? 0, ready: t.readyMs ?? 0, command: t.commandMs ?? 0, total: t.totalMs ?? 0 } : null;
+  const info = { ...executionView(res.execution ?? {}), artifacts_dir: res.artifactsDir ?? "", trace_id: res.traceId ?? "", trace_url: res.traceUrl ?? "" };
   const stdout = Buffer.from(res.stdoutTail ?? "", "base64").toString("utf8");
   const stderr = Buffer.from(res.stderrTail ?? "", "base64").toString("utf8");
   if (flags.json) {
-    printJson({ ...info, stdout, stderr });
+    printJson({ ...info, timings_ms: timings, stdout, stderr });
     return 0;
   }
   for (const [key, value] of Object.entries(info)) process.stdout.write(`${key.padEnd(16)}${Array.isArray(value) ? value.join(" ") : String(value)}\n`);
+  if (timings) process.stdout.write(`${"timings_ms".padEnd(16)}${Object.entries(timings).map(([step, ms]) => `${step}=${ms}`).join(" ")}\n`);
   if (stdout) process.stdout.write(`--- stdout (last ${TAIL_BYTES / 1024} KiB) ---\n${stdout}${stdout.endsWith("\n") ? "" : "\n"}`);
   if (stderr) process.stdout.write(`--- stderr (last ${TAIL_BYTES / 1024} KiB) ---\n${stderr}${stderr.endsWith("\n") ? "" : "\n"}`);
   return 0;
@@ -57,5 +60,6 @@ function executionView(e: ExecutionJson) {
     duration_ms: started !== undefined && finished !== undefined ? finished - started : null,
     stdout_bytes: Number(e.stdoutBytes ?? 0),
     stderr_bytes: Number(e.stderrBytes ?? 0),
+    ...ownerView(e.owner),
   };
 }

@@ -1,7 +1,7 @@
 import type { RepositoryStateJson, SandboxJson } from "../../api/index.ts";
 import { exposeHttpsPolicyOf } from "../../expose/index.ts";
 import { enumName } from "../../sdk/index.ts";
-import { age, printJson, printTable } from "../output.ts";
+import { age, ownerView, printJson, printTable } from "../output.ts";
 import { checkoutRootForSync, createFromSource, exposureCommandsFor, sandboxSourceWithWarnings } from "./exec.ts";
 import { connectClient } from "../client.ts";
 
@@ -110,6 +110,7 @@ function sandboxView(s: SandboxJson) {
     ...(s.repository ? { repository: repositoryView(s.repository) } : {}),
     ...(s.fromSnapshotId ? { from_snapshot_id: s.fromSnapshotId } : {}),
     ...(s.exposeHttps ? { expose_https: exposeHttpsPolicyOf(s.exposeHttps) } : {}),
+    ...ownerView(s.owner),
   };
 }
 

@@ -1,5 +1,5 @@
 import type { SnapshotJson } from "../../api/index.ts";
-import { age, formatBytes, printJson, printTable } from "../output.ts";
+import { age, formatBytes, ownerView, printJson, printTable } from "../output.ts";
 import { repositoryView } from "./sandbox.ts";
 import { connectClient } from "../client.ts";
 
@@ -47,5 +47,6 @@ function snapshotView(s: SnapshotJson) {
     policy_hash: s.policyHash ?? "",
     disk_bytes: Number(s.diskBytes ?? 0),
     ...(s.repository ? { repository: repositoryView(s.repository) } : {}),
+    ...ownerView(s.owner),
   };
 }

@@ -5,6 +5,7 @@
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
 import type { Timestamp, TimestampJson } from "@bufbuild/protobuf/wkt";
+import type { ResourceOwner, ResourceOwnerJson } from "./sandbox_pb.js";
 
 /**
  * Describes the file cleanroom/v1/execution.proto.
@@ -127,6 +128,13 @@ export declare type Execution = Message<"cleanroom.v1.Execution"> & {
    * @generated from field: uint64 stderr_bytes = 15;
    */
   stderrBytes: bigint;
+
+  /**
+   * the sandbox's owner
+   *
+   * @generated from field: cleanroom.v1.ResourceOwner owner = 16;
+   */
+  owner?: ResourceOwner | undefined;
 };
 
 /**
@@ -209,6 +217,13 @@ export declare type ExecutionJson = {
    * @generated from field: uint64 stderr_bytes = 15;
    */
   stderrBytes?: string;
+
+  /**
+   * the sandbox's owner
+   *
+   * @generated from field: cleanroom.v1.ResourceOwner owner = 16;
+   */
+  owner?: ResourceOwnerJson;
 };
 
 /**
@@ -506,6 +521,27 @@ export declare type InspectExecutionResponse = Message<"cleanroom.v1.InspectExec
    * @generated from field: string artifacts_dir = 4;
    */
   artifactsDir: string;
+
+  /**
+   * W3C trace id: the caller's traceparent, else the daemon's own
+   *
+   * @generated from field: string trace_id = 5;
+   */
+  traceId: string;
+
+  /**
+   * observability.traces.url_template with {trace_id} filled in; empty without a template
+   *
+   * @generated from field: string trace_url = 6;
+   */
+  traceUrl: string;
+
+  /**
+   * where the execution's time went; absent until it finished
+   *
+   * @generated from field: cleanroom.v1.ExecutionTimings timings = 7;
+   */
+  timings?: ExecutionTimings | undefined;
 };
 
 /**
@@ -533,6 +569,27 @@ export declare type InspectExecutionResponseJson = {
    * @generated from field: string artifacts_dir = 4;
    */
   artifactsDir?: string;
+
+  /**
+   * W3C trace id: the caller's traceparent, else the daemon's own
+   *
+   * @generated from field: string trace_id = 5;
+   */
+  traceId?: string;
+
+  /**
+   * observability.traces.url_template with {trace_id} filled in; empty without a template
+   *
+   * @generated from field: string trace_url = 6;
+   */
+  traceUrl?: string;
+
+  /**
+   * where the execution's time went; absent until it finished
+   *
+   * @generated from field: cleanroom.v1.ExecutionTimings timings = 7;
+   */
+  timings?: ExecutionTimingsJson;
 };
 
 /**
@@ -540,6 +597,80 @@ export declare type InspectExecutionResponseJson = {
  * Use `create(InspectExecutionResponseSchema)` to create a new message.
  */
 export declare const InspectExecutionResponseSchema: GenMessage<InspectExecutionResponse, {jsonType: InspectExecutionResponseJson}>;
+
+/**
+ * Milliseconds; the sandbox steps are those of the sandbox's own creation (a warm spare's or an older one's too).
+ *
+ * @generated from message cleanroom.v1.ExecutionTimings
+ */
+export declare type ExecutionTimings = Message<"cleanroom.v1.ExecutionTimings"> & {
+  /**
+   * @generated from field: double rootfs_prep_ms = 1;
+   */
+  rootfsPrepMs: number;
+
+  /**
+   * @generated from field: double network_setup_ms = 2;
+   */
+  networkSetupMs: number;
+
+  /**
+   * @generated from field: double ready_ms = 3;
+   */
+  readyMs: number;
+
+  /**
+   * @generated from field: double command_ms = 4;
+   */
+  commandMs: number;
+
+  /**
+   * from the execution request to the command's exit
+   *
+   * @generated from field: double total_ms = 5;
+   */
+  totalMs: number;
+};
+
+/**
+ * Milliseconds; the sandbox steps are those of the sandbox's own creation (a warm spare's or an older one's too).
+ *
+ * @generated from message cleanroom.v1.ExecutionTimings
+ */
+export declare type ExecutionTimingsJson = {
+  /**
+   * @generated from field: double rootfs_prep_ms = 1;
+   */
+  rootfsPrepMs?: number | "NaN" | "Infinity" | "-Infinity";
+
+  /**
+   * @generated from field: double network_setup_ms = 2;
+   */
+  networkSetupMs?: number | "NaN" | "Infinity" | "-Infinity";
+
+  /**
+   * @generated from field: double ready_ms = 3;
+   */
+  readyMs?: number | "NaN" | "Infinity" | "-Infinity";
+
+  /**
+   * @generated from field: double command_ms = 4;
+   */
+  commandMs?: number | "NaN" | "Infinity" | "-Infinity";
+
+  /**
+   * from the execution request to the command's exit
+   *
+   * @generated from field: double total_ms = 5;
+   */
+  totalMs?: number | "NaN" | "Infinity" | "-Infinity";
+};
+
+/**
+ * Describes the message cleanroom.v1.ExecutionTimings.
+ * Use `create(ExecutionTimingsSchema)` to create a new message.
+ */
+export declare const ExecutionTimingsSchema: GenMessage<ExecutionTimings, {jsonType: ExecutionTimingsJson}>;
 
 /**
  * @generated from message cleanroom.v1.ListExecutionsRequest

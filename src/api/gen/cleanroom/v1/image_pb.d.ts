@@ -2,7 +2,7 @@
 // @generated from file cleanroom/v1/image.proto (package cleanroom.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
 import type { Timestamp, TimestampJson } from "@bufbuild/protobuf/wkt";
 
@@ -485,6 +485,8 @@ export declare type DoctorCheck = Message<"cleanroom.v1.DoctorCheck"> & {
   name: string;
 
   /**
+   * status != FAIL; kept for clients that predate status
+   *
    * @generated from field: bool ok = 2;
    */
   ok: boolean;
@@ -493,6 +495,18 @@ export declare type DoctorCheck = Message<"cleanroom.v1.DoctorCheck"> & {
    * @generated from field: string detail = 3;
    */
   detail: string;
+
+  /**
+   * @generated from field: cleanroom.v1.DoctorStatus status = 4;
+   */
+  status: DoctorStatus;
+
+  /**
+   * what to do about a WARN or FAIL; empty on PASS
+   *
+   * @generated from field: string hint = 5;
+   */
+  hint: string;
 };
 
 /**
@@ -505,6 +519,8 @@ export declare type DoctorCheckJson = {
   name?: string;
 
   /**
+   * status != FAIL; kept for clients that predate status
+   *
    * @generated from field: bool ok = 2;
    */
   ok?: boolean;
@@ -513,6 +529,18 @@ export declare type DoctorCheckJson = {
    * @generated from field: string detail = 3;
    */
   detail?: string;
+
+  /**
+   * @generated from field: cleanroom.v1.DoctorStatus status = 4;
+   */
+  status?: DoctorStatusJson;
+
+  /**
+   * what to do about a WARN or FAIL; empty on PASS
+   *
+   * @generated from field: string hint = 5;
+   */
+  hint?: string;
 };
 
 /**
@@ -1046,6 +1074,47 @@ export declare type PruneStorageResponseJson = {
  * Use `create(PruneStorageResponseSchema)` to create a new message.
  */
 export declare const PruneStorageResponseSchema: GenMessage<PruneStorageResponse, {jsonType: PruneStorageResponseJson}>;
+
+/**
+ * How a doctor check came out: PASS is fine, WARN works but is degraded or unverified, FAIL blocks Cleanroom
+ * (or the backend the check belongs to).
+ *
+ * @generated from enum cleanroom.v1.DoctorStatus
+ */
+export enum DoctorStatus {
+  /**
+   * @generated from enum value: DOCTOR_STATUS_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: DOCTOR_STATUS_PASS = 1;
+   */
+  PASS = 1,
+
+  /**
+   * @generated from enum value: DOCTOR_STATUS_WARN = 2;
+   */
+  WARN = 2,
+
+  /**
+   * @generated from enum value: DOCTOR_STATUS_FAIL = 3;
+   */
+  FAIL = 3,
+}
+
+/**
+ * How a doctor check came out: PASS is fine, WARN works but is degraded or unverified, FAIL blocks Cleanroom
+ * (or the backend the check belongs to).
+ *
+ * @generated from enum cleanroom.v1.DoctorStatus
+ */
+export declare type DoctorStatusJson = "DOCTOR_STATUS_UNSPECIFIED" | "DOCTOR_STATUS_PASS" | "DOCTOR_STATUS_WARN" | "DOCTOR_STATUS_FAIL";
+
+/**
+ * Describes the enum cleanroom.v1.DoctorStatus.
+ */
+export declare const DoctorStatusSchema: GenEnum<DoctorStatus, DoctorStatusJson>;
 
 /**
  * ImageService manages the daemon's local image store (Cleanroom's `image` and `system warmup` commands).

@@ -143,6 +143,13 @@ export declare type Sandbox = Message<"cleanroom.v1.Sandbox"> & {
    * @generated from field: cleanroom.v1.ExposeHttpsPolicy expose_https = 15;
    */
   exposeHttps?: ExposeHttpsPolicy | undefined;
+
+  /**
+   * the authenticated principal that created it; unset when a local caller did
+   *
+   * @generated from field: cleanroom.v1.ResourceOwner owner = 16;
+   */
+  owner?: ResourceOwner | undefined;
 };
 
 /**
@@ -231,6 +238,13 @@ export declare type SandboxJson = {
    * @generated from field: cleanroom.v1.ExposeHttpsPolicy expose_https = 15;
    */
   exposeHttps?: ExposeHttpsPolicyJson;
+
+  /**
+   * the authenticated principal that created it; unset when a local caller did
+   *
+   * @generated from field: cleanroom.v1.ResourceOwner owner = 16;
+   */
+  owner?: ResourceOwnerJson;
 };
 
 /**
@@ -238,6 +252,46 @@ export declare type SandboxJson = {
  * Use `create(SandboxSchema)` to create a new message.
  */
 export declare const SandboxSchema: GenMessage<Sandbox, {jsonType: SandboxJson}>;
+
+/**
+ * Who a resource belongs to on a shared server (auth.required): executions and snapshots inherit their sandbox's.
+ *
+ * @generated from message cleanroom.v1.ResourceOwner
+ */
+export declare type ResourceOwner = Message<"cleanroom.v1.ResourceOwner"> & {
+  /**
+   * @generated from field: string principal_id = 1;
+   */
+  principalId: string;
+
+  /**
+   * @generated from field: string scope = 2;
+   */
+  scope: string;
+};
+
+/**
+ * Who a resource belongs to on a shared server (auth.required): executions and snapshots inherit their sandbox's.
+ *
+ * @generated from message cleanroom.v1.ResourceOwner
+ */
+export declare type ResourceOwnerJson = {
+  /**
+   * @generated from field: string principal_id = 1;
+   */
+  principalId?: string;
+
+  /**
+   * @generated from field: string scope = 2;
+   */
+  scope?: string;
+};
+
+/**
+ * Describes the message cleanroom.v1.ResourceOwner.
+ * Use `create(ResourceOwnerSchema)` to create a new message.
+ */
+export declare const ResourceOwnerSchema: GenMessage<ResourceOwner, {jsonType: ResourceOwnerJson}>;
 
 /**
  * expose.https of the sandbox's policy, as written: host templates still hold {base}, base still holds {sandbox_id}.

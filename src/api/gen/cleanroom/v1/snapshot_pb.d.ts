@@ -5,7 +5,7 @@
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import type { Message } from "@bufbuild/protobuf";
 import type { Timestamp, TimestampJson } from "@bufbuild/protobuf/wkt";
-import type { RepositoryState, RepositoryStateJson } from "./sandbox_pb.js";
+import type { RepositoryState, RepositoryStateJson, ResourceOwner, ResourceOwnerJson } from "./sandbox_pb.js";
 
 /**
  * Describes the file cleanroom/v1/snapshot.proto.
@@ -71,6 +71,13 @@ export declare type Snapshot = Message<"cleanroom.v1.Snapshot"> & {
    * @generated from field: uint64 disk_bytes = 10;
    */
   diskBytes: bigint;
+
+  /**
+   * the sandbox's owner
+   *
+   * @generated from field: cleanroom.v1.ResourceOwner owner = 11;
+   */
+  owner?: ResourceOwner | undefined;
 };
 
 /**
@@ -132,6 +139,13 @@ export declare type SnapshotJson = {
    * @generated from field: uint64 disk_bytes = 10;
    */
   diskBytes?: string;
+
+  /**
+   * the sandbox's owner
+   *
+   * @generated from field: cleanroom.v1.ResourceOwner owner = 11;
+   */
+  owner?: ResourceOwnerJson;
 };
 
 /**
