@@ -104,7 +104,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const context: DaemonContext = { supervisor, images, gateway, blockCache, stateDir: paths.stateDir, defaultBackend, backendOptions, version, agentProtocolVersion: AGENT_PROTOCOL_VERSION, listenUrl: opts.listen ?? `unix://${paths.socketPath}`, authRequired: authorizer !== undefined, ...(config.observability?.traces?.url_template ? { traceUrlTemplate: config.observability.traces.url_template } : {}) };
   const handler = connectNodeAdapter({
     routes: (router) => registerRoutes(router, context),
-    interceptors: [reasonCodeInterceptor(log), ...(authorizer ? [authorizationInterceptor(authorizer, daemonResources(supervisor, defaultBackend))] : []), traceInterceptor(log)],
+    // the trace interceptor sits outside authorization so that refused calls are logged with their reason code too
+    interceptors: [reasonCodeInterceptor(log), traceInterceptor(log), ...(authorizer ? [authorizationInterceptor(authorizer, daemonResources(supervisor, defaultBackend))] : [])],
   });
   const listening = await listenHttp(address, handler, tls);
   log.info({ url: listening.url, gateway_port: gateway.port, state_dir: paths.stateDir, version }, "cleanroom daemon listening");
