@@ -168,6 +168,14 @@ test("every API method refuses a caller without a token before doing anything; /
   assert.equal(health.status, 200);
 });
 
+test("on the daemon's unix socket, callers are the host's own users: auth.required does not apply there", async () => {
+  const local = await startTestDaemon(suite, { config: authConfig(issuer) });
+  const listed = await local.cli(["sandbox", "ls", "--json"], as("nobody"));
+  assert.equal(listed.code, 0, listed.stderr);
+  const images = await local.cli(["image", "ls"], as("nobody"));
+  assert.equal(images.code, 0, images.stderr);
+});
+
 test("auth check decides like the server, without one: exit 0 when allowed, 1 when denied", async () => {
   const tokenFile = join(daemon.stateDir, "..", "alice.jwt");
   writeFileSync(tokenFile, tokens.alice);
