@@ -9,3 +9,4 @@ export { copyIn, copyOut, fetchSandboxWorkspace, MAX_BUNDLE_BYTES, type CopyInRe
 export type { SandboxAccess, SandboxRepository } from "./sandbox-side.ts";
 export type { TreeChange } from "./tree-changes.ts";
 export { printablePath } from "./copy-out-plan.ts";
+export { pruneBindings } from "./local-snapshot.ts";

@@ -96,8 +96,26 @@ export function deleteRef(root: string, ref: string): Promise<string> {
   return git(root, ["update-ref", "-d", ref]).catch(() => "");
 }
 
+/**
+ * Deletes the binding refs of every sandbox `keep` rejects (terminated ones): without this each sandbox ever synced
+ * would leave its refs, and the objects they hold, in the developer's repository for good. Returns the ids dropped.
+ */
+export async function pruneBindings(root: string, keep: (sandboxId: string) => boolean): Promise<string[]> {
+  const refs = (await git(root, ["for-each-ref", "--format=%(refname)", BINDINGS_PREFIX])).split("\n").filter(Boolean);
+  const dropped = new Set<string>();
+  for (const ref of refs) {
+    const id = ref.slice(BINDINGS_PREFIX.length).split("/")[0] ?? "";
+    if (keep(id)) continue;
+    await deleteRef(root, ref);
+    dropped.add(id);
+  }
+  return [...dropped];
+}
+
+const BINDINGS_PREFIX = "refs/cleanroom/sandboxes/";
+
 /** The refs that bind this checkout to a sandbox: `base` is what both sides last agreed the workspace was. */
 export function bindingRef(sandboxId: string, name: "base" | "outgoing" | "incoming"): string {
   if (!/^[a-z0-9]{1,64}$/.test(sandboxId)) throw new CleanroomError("invalid_argument", `${JSON.stringify(sandboxId)} is not a sandbox id`);
-  return `refs/cleanroom/sandboxes/${sandboxId}/${name}`;
+  return `${BINDINGS_PREFIX}${sandboxId}/${name}`;
 }

@@ -124,6 +124,21 @@ test("exec --sync copies in, runs, and copies the command's changes back", async
   assert.match(res.stderr, /copied in to [a-z0-9]{12}: 0 local commits and 1 uncommitted change/);
   assert.match(res.stderr, /copied out of [a-z0-9]{12}: 1 change/);
   assert.equal(readFileSync(join(clone, "product.txt"), "utf8"), "6\n");
+  assert.equal(git(clone, ["for-each-ref", "refs/cleanroom/"]), "", "the removed sandbox leaves no binding refs in the checkout");
+});
+
+test("binding refs of terminated sandboxes are dropped by the next workspace command, others are kept", async () => {
+  const clone = localClone();
+  const ended = await create(clone);
+  const kept = await create(clone);
+  for (const { id } of [ended, kept]) assert.equal((await cli(["workspace", "copy-in", id], clone)).code, 0);
+  const bound = () => git(clone, ["for-each-ref", "--format=%(refname)", "refs/cleanroom/sandboxes/"]);
+  assert.match(bound(), new RegExp(`sandboxes/${ended.id}/base`));
+  assert.equal((await world.daemon.cli(["sandbox", "rm", ended.id])).code, 0);
+  for (let i = 0; i < 50 && !/STOPPED/.test((await world.daemon.cli(["sandbox", "inspect", ended.id])).stdout); i++) await new Promise((r) => setTimeout(r, 100));
+  assert.equal((await cli(["workspace", "diff", kept.id], clone)).code, 0);
+  assert.doesNotMatch(bound(), new RegExp(ended.id));
+  assert.match(bound(), new RegExp(`sandboxes/${kept.id}/base`));
 });
 
 test("sandbox symlinks and hostile trees never make copy-out write outside the checkout", async () => {

@@ -71,7 +71,10 @@ export async function runExec(args: string[], flags: ExecFlags, mode: { console:
     return exitCode;
   } finally {
     await exposure?.close();
-    if ((created && !flags.keep) || flags.rm) await sandbox.terminate({ wait: false }).catch(() => undefined);
+    if ((created && !flags.keep) || flags.rm) {
+      await sandbox.terminate({ wait: false }).catch(() => undefined);
+      if (syncRoot) await (await import("../../workspace/index.ts")).pruneBindings(syncRoot, (id) => id !== sandbox.id).catch(() => undefined);
+    }
   }
 }
 

@@ -7,9 +7,9 @@ import { createInterface } from "node:readline";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { CleanroomError } from "../../errors/index.ts";
-import { Cleanroom, downloadFile, uploadFile } from "../../sdk/index.ts";
+import { Cleanroom, downloadFile, enumName, uploadFile } from "../../sdk/index.ts";
 import {
-  copyIn, copyOut, fetchSandboxWorkspace, findCheckoutRoot, printablePath,
+  copyIn, copyOut, fetchSandboxWorkspace, findCheckoutRoot, printablePath, pruneBindings,
   type CopyInResult, type CopyOutResult, type SandboxAccess, type SandboxRepository, type TreeChange,
 } from "../../workspace/index.ts";
 import { formatBytes } from "../output.ts";
@@ -73,10 +73,26 @@ async function bind(id: string, flags: WorkspaceFlags) {
   if (!root) throw new CleanroomError("failed_precondition", `${flags.chdir ?? process.cwd()} is not inside a Git checkout; workspace sync needs one`);
   const client = connectClient(flags);
   try {
-    return { root, client, access: sandboxAccess(client, id), repo: await sandboxRepository(client, id) };
+    const bound = { root, client, access: sandboxAccess(client, id), repo: await sandboxRepository(client, id) };
+    await forgetEndedBindings(client, root);
+    return bound;
   } catch (err) {
     client.close();
     throw err;
+  }
+}
+
+/**
+ * Drops this checkout's binding refs of sandboxes the daemon reports terminated. Only those: a sandbox it does not
+ * know may live on another daemon this checkout also syncs with. Best effort; refs left now go next time.
+ */
+async function forgetEndedBindings(client: Cleanroom, root: string): Promise<void> {
+  try {
+    const { sandboxes = [] } = await client.sandboxes.listSandboxes({ all: true });
+    const ended = new Set(sandboxes.filter((s) => ["STOPPED", "FAILED"].includes(enumName(s.status, "SANDBOX_STATUS_"))).map((s) => s.sandboxId));
+    await pruneBindings(root, (id) => !ended.has(id));
+  } catch {
+    // listing or git failed: the binding refs stay until a later sync
   }
 }
 
