@@ -1,4 +1,4 @@
-// Authenticated vs unauthenticated RPC latency: GetSandbox over HTTPS (SDK, HTTP/2) against two daemons started in
+// Authenticated vs unauthenticated RPC latency: GetSandbox over HTTPS (ConnectRPC, HTTP/2) against two daemons started in
 // the same run, identical but for `auth.required` with an OIDC issuer on loopback. Interleaved calls, medians of
 // BENCH_CALLS (default 1000). Two authenticated series: the same token every call (what a CLI or SDK sends; the daemon
 // keeps verified callers until their token expires) and a fresh token every call (full RS256 verification and policy
@@ -6,7 +6,6 @@
 import { createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { SandboxService } from "../src/api/index.ts";
-import type { Cleanroom } from "../src/sdk/index.ts";
 import { ensureBaseImage, startTestDaemon, type TestDaemon } from "../test/fixtures/daemon.ts";
 import { startTestIssuer } from "../test/fixtures/oidc-issuer.ts";
 import { freePort } from "../test/fixtures/ports.ts";
@@ -59,32 +58,36 @@ async function main(): Promise<void> {
   const authedSandbox = await authed.client.createSandbox({});
   after(() => authedSandbox.terminate().catch(() => undefined));
 
-  // the fresh-token series shares one connection; an interceptor puts the next token on each call
-  const fresh = await Promise.all(Array.from({ length: CALLS + WARMUP }, (_, i) => issuer.sign({ expiresIn: 3000, claims: { n: i } })));
+  // every series uses the same client: ConnectRPC over one HTTP/2 connection, the header set by an interceptor
+  const fresh = await Promise.all(Array.from({ length: Number(process.env.BENCH_TOKEN_POOL ?? CALLS + WARMUP) }, (_, i) => issuer.sign({ expiresIn: 3000, claims: { n: i } })));
   let next = 0;
-  const rotating: Interceptor = (call) => (req) => {
-    req.header.set("authorization", `Bearer ${fresh[next++ % fresh.length]}`);
-    return call(req);
+  const client = (host: string, bearer: () => string | undefined) => {
+    const authorize: Interceptor = (call) => (req) => {
+      const token = bearer();
+      if (token) req.header.set("authorization", `Bearer ${token}`);
+      return call(req);
+    };
+    return createClient(SandboxService, createConnectTransport({ baseUrl: host, httpVersion: "2", nodeOptions: { ca: certs.caPem }, interceptors: [authorize] }));
   };
-  const rotatingClient = createClient(SandboxService, createConnectTransport({ baseUrl: authed.host, httpVersion: "2", nodeOptions: { ca: certs.caPem }, interceptors: [rotating] }));
-  const get = (client: Cleanroom, id: string) => client.sandboxes.getSandbox({ sandboxId: id });
-  for (let i = 0; i < WARMUP; i++) {
-    await get(plain.client, plainSandbox.id);
-    await get(authed.client, authedSandbox.id);
-    await rotatingClient.getSandbox({ sandboxId: authedSandbox.id });
-  }
+  const clients = {
+    none: { rpc: client(plain.host, () => undefined), id: plainSandbox.id },
+    same: { rpc: client(authed.host, () => token), id: authedSandbox.id },
+    fresh: { rpc: client(authed.host, () => fresh[next++ % fresh.length]), id: authedSandbox.id },
+  };
   const series = { none: [] as number[], same: [] as number[], fresh: [] as number[] };
-  for (let i = 0; i < CALLS; i++) {
-    series.none.push(await timed(() => get(plain.client, plainSandbox.id)));
-    series.same.push(await timed(() => get(authed.client, authedSandbox.id)));
-    series.fresh.push(await timed(() => rotatingClient.getSandbox({ sandboxId: authedSandbox.id })));
+  for (let i = 0; i < WARMUP + CALLS; i++) {
+    for (const name of ["none", "same", "fresh"] as const) {
+      const { rpc, id } = clients[name];
+      const ms = await timed(() => rpc.getSandbox({ sandboxId: id }));
+      if (i >= WARMUP) series[name].push(ms);
+    }
   }
   const base = quantile(series.none, 0.5);
   const row = (name: string, xs: number[]) => {
     const p50 = quantile(xs, 0.5);
     return `| ${name} | ${p50.toFixed(3)} | ${quantile(xs, 0.9).toFixed(3)} | ${(p50 - base >= 0 ? "+" : "")}${(p50 - base).toFixed(3)} | ${(p50 / base).toFixed(2)}x |`;
   };
-  console.log(`GetSandbox over HTTPS (HTTP/2, SDK), ${CALLS} interleaved calls per series, same run`);
+  console.log(`GetSandbox over HTTPS (ConnectRPC, one HTTP/2 connection per series), ${CALLS} interleaved calls per series, same run`);
   console.log("");
   console.log("| series | p50 ms | p90 ms | overhead ms (p50) | ratio |");
   console.log("|---|---|---|---|---|");
