@@ -136,6 +136,12 @@ func copyIntoFile(dst *os.File, src io.Reader, limit int64) (int64, error) {
 	if err == errKernelCopyUnsupported {
 		return io.Copy(dst, io.LimitReader(src, limit))
 	}
+	if err == nil && moved < limit {
+		// splice said 0: the end, on Linux. gVisor (runsc 20221219) also says 0 for a momentarily empty pipe, so a
+		// read, which blocks until data or the real end, settles it (one extra syscall at the true end).
+		rest, copyErr := io.Copy(dst, io.LimitReader(src, limit-moved))
+		moved, err = moved+rest, copyErr
+	}
 	return moved, err
 }
 

@@ -21,6 +21,9 @@ const (
 	prSetDumpable       = 4
 	prSetChildSubreaper = 36
 	listenFDEnv         = "CLEANROOM_AGENT_LISTEN_FD"
+	// listenPathEnv names a unix socket path the agent binds itself: under gVisor (runsc --host-uds=create) a
+	// socket bound in a bind-mounted dir is a host socket the daemon connects to, where an inherited one is not.
+	listenPathEnv = "CLEANROOM_AGENT_LISTEN_PATH"
 	// terminationGrace is how long SIGTERM waits for workloads to exit before the agent exits.
 	terminationGrace = 3 * time.Second
 )
@@ -94,8 +97,17 @@ func openListener(path string) (net.Listener, error) {
 		}
 		return ln, nil
 	}
+	if envPath, ok := os.LookupEnv(listenPathEnv); ok {
+		os.Unsetenv(listenPathEnv)
+		if envPath == "" || envPath[0] != '/' {
+			return nil, fmt.Errorf("%s=%q is not an absolute path", listenPathEnv, envPath)
+		}
+		// the host connects as root; nobody else in the sandbox needs the socket
+		defer syscall.Umask(syscall.Umask(0o077))
+		path = envPath
+	}
 	if path == "" {
-		return nil, fmt.Errorf("no listener: set %s or pass --listen PATH", listenFDEnv)
+		return nil, fmt.Errorf("no listener: set %s or %s, or pass --listen PATH", listenFDEnv, listenPathEnv)
 	}
 	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
 		os.Remove(path)

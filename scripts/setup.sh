@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(runc nftables iproute2 golang-go debootstrap git docker-registry skopeo attr busybox-static ca-certificates curl openssl systemd)  # systemd: only for systemd-analyze, which checks the daemon unit in tests; it need not run
+packages=(runc runsc nftables iproute2 golang-go debootstrap git docker-registry skopeo attr busybox-static ca-certificates curl openssl systemd)  # systemd: only for systemd-analyze, which checks the daemon unit in tests; it need not run
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

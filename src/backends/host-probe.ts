@@ -1,5 +1,8 @@
 import type { LinuxBackendOptions, ProbeCheck } from "./types.ts";
 import { linuxCapabilities } from "./linux/backend.ts";
+import { gvisorCapabilities } from "./gvisor/backend.ts";
+import { checkRunscBoots } from "./gvisor/probe.ts";
+import { bestRunscPlatform } from "./gvisor/runsc.ts";
 import { probeLinux } from "./linux/probe.ts";
 import { checkAgent } from "./probes/agent.ts";
 import { fail, pass, warn, type BackendReport, type HostCheck, type HostReport } from "./probes/check.ts";
@@ -24,11 +27,12 @@ const NOT_IMPLEMENTED = "backend not implemented in this build";
  * itself; they run in parallel, each bounded by a timeout of 1.5 s.
  */
 export async function probeHost(opts: HostProbeOptions): Promise<HostReport> {
-  const [linux, runc, crun, runsc, qemu, kvm, cgroups, overlayfs, netns, nftables, agent, stateDir, disk, baseImage] = await Promise.all([
+  const [linux, runc, crun, runsc, runscBoot, qemu, kvm, cgroups, overlayfs, netns, nftables, agent, stateDir, disk, baseImage] = await Promise.all([
     probeLinux(opts, { ...linuxCapabilities }),
     checkRunc(),
     checkCrun(),
     checkRunsc(),
+    checkGvisorBoot(),
     checkQemu(),
     checkKvm(),
     checkCgroups(),
@@ -53,7 +57,7 @@ export async function probeHost(opts: HostProbeOptions): Promise<HostReport> {
   ];
   const backends: BackendReport[] = [
     backendReport("linux", linuxChecks, { ...linuxCapabilities }),
-    backendReport("gvisor", [required(runsc), fail("gvisor_backend", NOT_IMPLEMENTED, "use --backend linux")], {}),
+    backendReport("gvisor", [required(runsc), runscBoot, cgroups, overlayfs, netns, nftables, agent, stateDir, disk], { ...gvisorCapabilities }),
     backendReport("qemu", [required(qemu), kvm, fail("qemu_backend", NOT_IMPLEMENTED, "use --backend linux")], {}),
   ];
   return { checks, backends };
@@ -73,6 +77,12 @@ function fromLinuxProbe(checks: ProbeCheck[], name: string, hint: string): HostC
   const c = checks.find((x) => x.name === name);
   if (!c) return warn(name, "not reported by the linux backend's probe", hint);
   return c.ok ? pass(name, c.detail) : fail(name, c.detail, hint);
+}
+
+/** A real gVisor boot on the platform the gvisor backend would use (kvm where /dev/kvm opens, else ptrace). */
+async function checkGvisorBoot(): Promise<HostCheck> {
+  const c = await checkRunscBoots(await bestRunscPlatform(), 1_500);
+  return c.ok ? pass(c.name, c.detail) : fail(c.name, c.detail, "apt-get install runsc; without a usable /dev/kvm it runs on the ptrace platform");
 }
 
 /** The daemon runs as root; a doctor run by another user sees root-only probes fail for that reason alone. */

@@ -582,13 +582,18 @@ export class SandboxSupervisor {
       known.add(record.id);
       await this.#reconcileSandbox(record).catch((err) => this.#log.error({ sandbox_id: record.id, err }, "reconcile failed"));
     }
+    // backends may share one state dir (linux and gvisor do): each orphan is released once, by its record's backend
+    const orphans = new Map<string, string>();
     for (const [name, backend] of Object.entries(this.#opts.backends)) {
       for (const id of await backend.listSandboxIds()) {
-        const status = this.#store.getSandbox(id)?.status;
-        if (status === "READY" || status === "SUSPENDED") continue;
-        this.#log.warn({ sandbox_id: id, backend: name, had_record: known.has(id) }, "removing orphaned sandbox resources");
-        await this.#release(id, backend).catch((err) => this.#log.error({ sandbox_id: id, err }, "orphan removal failed"));
+        const record = this.#store.getSandbox(id);
+        if (record?.status === "READY" || record?.status === "SUSPENDED" || orphans.has(id)) continue;
+        orphans.set(id, record && record.backend in this.#opts.backends ? record.backend : name);
       }
+    }
+    for (const [id, name] of orphans) {
+      this.#log.warn({ sandbox_id: id, backend: name, had_record: known.has(id) }, "removing orphaned sandbox resources");
+      await this.#release(id, this.#opts.backends[name as BackendName]!).catch((err) => this.#log.error({ sandbox_id: id, err }, "orphan removal failed"));
     }
     const live = this.#store.listSandboxes(["READY", "SUSPENDED"]).map((record) => record.id);
     for (const id of await this.#networks.reconcile(live)) this.#log.warn({ sandbox_id: id }, "removed an orphaned sandbox network");

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { Interceptor } from "@connectrpc/connect";
 import { AGENT_PROTOCOL_VERSION } from "../agent-protocol/index.ts";
-import { createLinuxBackend, type BackendName } from "../backends/index.ts";
+import { createLinuxBackend, gvisorBackendIfInstalled, type BackendName } from "../backends/index.ts";
 import { BlockCache, DEFAULT_MINIMUM_OUTPUT_BYTES } from "../cache/index.ts";
 import { hostPaths, isLoopbackHost, loadRuntimeConfig, packageRoot, sandboxIdRange, type HostPaths, type RuntimeConfig } from "../config/index.ts";
 import { createAuthorizer, type Authorizer } from "../auth/index.ts";
@@ -80,7 +80,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const supervisor = await SandboxSupervisor.open({
     stateDir: paths.stateDir,
     images,
-    backends: { linux: createLinuxBackend(backendOptions) },
+    backends: { linux: createLinuxBackend(backendOptions), ...(await gvisorBackendIfInstalled(backendOptions)) },
     defaultBackend,
     defaultResources: {
       vcpus: backendConfig.vcpus ?? Math.max(1, Math.min(2, cpus().length)),

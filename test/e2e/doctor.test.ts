@@ -1,6 +1,6 @@
 import { test, before } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { suiteCleanup } from "../fixtures/cleanup.ts";
@@ -91,15 +91,15 @@ test("doctor prints a line per check, a fix under each warning, and a summary", 
   });
   assert.match(result.stdout, /^backend linux \(default\): usable$/m);
   assert.match(result.stdout, /^  capabilities: .*network\.default_deny=true/m);
-  assert.match(lines.filter(Boolean).at(-1) ?? "", /^\d+ passed, \d+ warnings, 0 failed; usable backends: linux$/);
+  assert.match(lines.filter(Boolean).at(-1) ?? "", /^\d+ passed, \d+ warnings, 0 failed; usable backends: linux(, gvisor)?$/);
 });
 
 test("doctor --backend exits 1 for a backend this host cannot run, and rejects an unknown one", async () => {
-  const gvisor = await daemon.cli(["doctor", "--backend", "gvisor", "--json"]);
-  assert.equal(gvisor.code, 1);
-  const report = JSON.parse(gvisor.stdout) as DoctorJson;
+  const qemu = await daemon.cli(["doctor", "--backend", "qemu", "--json"]);
+  assert.equal(qemu.code, 1);
+  const report = JSON.parse(qemu.stdout) as DoctorJson;
   assert.equal(report.ok, false);
-  assert.deepEqual(report.backends.map((b) => [b.backend, b.usable]), [["gvisor", false]]);
+  assert.deepEqual(report.backends.map((b) => [b.backend, b.usable]), [["qemu", false]]);
   assert.ok(report.backends[0]!.checks.some((c) => c.status === "fail" && c.hint), "it says why, and what to do");
 
   const linux = await daemon.cli(["doctor", "--backend", "linux", "--json"]);
@@ -136,4 +136,15 @@ test("a failing check makes doctor exit 1 and prints how to fix it", async (t) =
   assert.match(lines[agent + 1]!, /^      fix: rebuild the agent: bash agent\/build\.sh/);
   assert.match(result.stdout, /^backend linux \(default\): NOT usable$/m);
   assert.match(result.stdout, /\d+ passed, \d+ warnings, 1 failed; backend linux is NOT usable\n$/);
+});
+
+test("doctor --backend gvisor boots a real gVisor sandbox and says the backend is usable where runsc is installed", { skip: existsSync("/usr/bin/runsc") ? false : "runsc is not installed" }, async () => {
+  const gvisor = await daemon.cli(["doctor", "--backend", "gvisor", "--json"]);
+  const report = JSON.parse(gvisor.stdout) as DoctorJson;
+  const backend = report.backends[0]!;
+  assert.equal(backend.backend, "gvisor");
+  assert.ok(backend.checks.some((c) => c.name === "runsc_boot" && c.status === "pass"), JSON.stringify(backend.checks));
+  assert.equal(backend.usable, true, JSON.stringify(backend.checks));
+  assert.equal(backend.capabilities["sandbox.suspend"], true);
+  assert.equal(backend.capabilities["sandbox.docker"], false);
 });

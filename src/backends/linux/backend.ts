@@ -2,21 +2,19 @@ import { chmod, chown, mkdir, open, readdir, stat, writeFile, type FileHandle } 
 import { join, resolve } from "node:path";
 import { CleanroomError, messageOf } from "../../errors/index.ts";
 import { silentLogger } from "../../observability/index.ts";
-import type { Backend, CapabilityMap, LaunchSpec, LaunchedSandbox, LinuxBackendOptions } from "../types.ts";
-import { listenAgentSocket, type ListeningAgentSocket } from "./agent-socket.ts";
+import type { Backend, BackendProbe, CapabilityMap, LaunchSpec, LaunchedSandbox, LinuxBackendOptions } from "../types.ts";
 import { agentBinaryProblem, hardNofileLimit, pathExists, untraversableAncestors } from "./host-access.ts";
 import { checkLaunchSpec, type CheckedLaunch } from "./launch-spec.ts";
-import { readCgroupLayout, setCgroupFrozen, type CgroupLayout } from "./cgroups.ts";
-import { renderSandboxSpec, sandboxCgroupPath } from "./oci-spec.ts";
+import type { OciRuntime, PreparedLaunch } from "./oci-runtime.ts";
+import { renderSandboxSpec } from "./oci-spec.ts";
 import { mountOverlay, planOverlayMount, readMounts, type OverlayMountPlan } from "./overlay.ts";
 import { probeLinux } from "./probe.ts";
-import { isInitAlive, readContainerState, runDetached, setFrozen, type Runc } from "./runc.ts";
+import { runcRuntime } from "./runc-runtime.ts";
 import { sandboxesDir, sandboxIdPattern, sandboxLayout, type SandboxLayout } from "./sandbox-layout.ts";
 import { teardownSandbox } from "./teardown.ts";
 import { copyLayer, scanUpperDir } from "./upper-scan.ts";
 
 const runcRunTimeoutMs = 30_000;
-const freezeTimeoutMs = 10_000;
 const maxLogExcerptBytes = 16 * 1024;
 const maxNofile = 1_048_576;
 
@@ -35,12 +33,30 @@ export const linuxCapabilities: Readonly<CapabilityMap> = {
 
 /** The `linux` backend: runc with its own root, a user namespace per sandbox, rootfs = overlay of image layers. */
 export function createLinuxBackend(options: LinuxBackendOptions): Backend {
-  // mountinfo and runc speak absolute, normalized paths
+  return createOciBackend(options, (opts) => ({
+    runtime: runcRuntime(join(opts.runDir, "runc")),
+    capabilities: linuxCapabilities,
+    probe: () => probeLinux(opts, { ...linuxCapabilities }),
+  }));
+}
+
+/** What makes an OCI backend one backend rather than another: its runtime, what it enforces, its doctor probe. */
+export interface OciBackendParts {
+  runtime: OciRuntime;
+  capabilities: Readonly<CapabilityMap>;
+  probe(): Promise<BackendProbe>;
+}
+
+/**
+ * A backend that runs the sandbox bundle (overlay rootfs of image layers, config.json, cgroups) with an OCI runtime;
+ * `partsFor` gets the options with absolute paths. Used by `linux` (runc) and `gvisor` (runsc).
+ */
+export function createOciBackend(options: LinuxBackendOptions, partsFor: (opts: LinuxBackendOptions) => OciBackendParts): Backend {
+  // mountinfo and the runtimes speak absolute, normalized paths
   const opts = { ...options, stateDir: resolve(options.stateDir), runDir: resolve(options.runDir), agentPath: resolve(options.agentPath) };
   const logger = opts.logger ?? silentLogger();
-  const runc: Runc = { root: join(opts.runDir, "runc"), binary: "runc" };
+  const { runtime, capabilities, probe } = partsFor(opts);
   let hostReady: Promise<{ nofile: number }> | undefined;
-  let cgroupLayout: Promise<CgroupLayout> | undefined;
 
   /**
    * Once per backend: our dirs exist and the sandbox's root can walk to them. `sandboxes/` and each
@@ -54,7 +70,7 @@ export function createLinuxBackend(options: LinuxBackendOptions): Backend {
       await Promise.all([
         addTraverseBit(opts.stateDir),
         chown(sandboxes, 0, opts.idRange.hostBase).then(() => chmod(sandboxes, 0o710)),
-        mkdir(runc.root, { recursive: true, mode: 0o700 }),
+        mkdir(runtime.root, { recursive: true, mode: 0o700 }),
       ]);
       const closed = await untraversableAncestors(sandboxes);
       if (closed.length) throw new Error(`the sandbox's root (host uid ${opts.idRange.hostBase}) cannot reach ${sandboxes}: chmod o+x ${closed.join(" ")}`);
@@ -67,7 +83,7 @@ export function createLinuxBackend(options: LinuxBackendOptions): Backend {
   const destroy = async (sandboxId: string): Promise<void> => {
     checkId(sandboxId);
     const started = performance.now();
-    const problems = await teardownSandbox(runc, sandboxId, sandboxLayout(opts.stateDir, sandboxId));
+    const problems = await teardownSandbox(runtime, sandboxId, sandboxLayout(opts.stateDir, sandboxId));
     if (problems.length) {
       throw new CleanroomError("internal", `could not fully destroy sandbox ${sandboxId}: ${problems.join("; ")}`, { sandbox_id: sandboxId, problems });
     }
@@ -107,9 +123,9 @@ export function createLinuxBackend(options: LinuxBackendOptions): Backend {
         },
         "sandbox launched",
       );
-      return { agentSocketPath: layout.agentSocket, initPid: launched.initPid };
+      return { agentSocketPath: runtime.agentSocketPath(layout), initPid: launched.initPid };
     } catch (err) {
-      const problems = await teardownSandbox(runc, spec.sandboxId, layout);
+      const problems = await teardownSandbox(runtime, spec.sandboxId, layout);
       if (problems.length) logger.error({ sandbox_id: spec.sandboxId, problems }, "cleanup after failed launch left resources");
       throw launchFailed(spec.sandboxId, messageOf(err), {
         ...(err instanceof RuncRunError ? { runc_stderr: err.runcOutput } : {}),
@@ -124,7 +140,7 @@ export function createLinuxBackend(options: LinuxBackendOptions): Backend {
     await Promise.all([chmod(layout.dir, 0o710), mkdir(layout.upper, { mode: 0o755 }), mkdir(layout.work, { mode: 0o700 }), mkdir(layout.rootfs, { mode: 0o755 })]);
     // root inside the sandbox owns "/" (the upper dir's root) and may write anywhere the image lets root write
     await Promise.all([chmod(layout.upper, 0o755), chown(layout.upper, hostRoot, hostRoot), chown(layout.work, hostRoot, hostRoot)]);
-    const spec = renderSandboxSpec({
+    const spec = runtime.adaptSpec(renderSandboxSpec({
       sandboxId: id,
       rootfsPath: layout.rootfs,
       agentHostPath: opts.agentPath,
@@ -135,8 +151,8 @@ export function createLinuxBackend(options: LinuxBackendOptions): Backend {
       nofileLimit: nofile,
       ...(checked.networkNamespacePath !== undefined ? { networkNamespacePath: checked.networkNamespacePath } : {}),
       etcFiles: { hosts: layout.hostsFile, ...(checked.resolvConf !== undefined ? { resolvConf: layout.resolvConfFile } : {}) },
-    });
-    let socket: ListeningAgentSocket | undefined;
+    }), layout);
+    let prepared: PreparedLaunch | undefined;
     let log: FileHandle | undefined;
     try {
       const mountStarted = performance.now();
@@ -146,36 +162,33 @@ export function createLinuxBackend(options: LinuxBackendOptions): Backend {
         writeFile(layout.config, JSON.stringify(spec), { mode: 0o600 }),
         writeFile(layout.hostsFile, hostsFileFor(checked.hostname, checked.extraHosts), { mode: 0o644 }),
         ...(checked.resolvConf !== undefined ? [writeFile(layout.resolvConfFile, checked.resolvConf, { mode: 0o644 })] : []),
-        listenAgentSocket(layout.agentSocket).then((s) => (socket = s)),
+        runtime.prepare(layout).then((p) => (prepared = p)),
         open(layout.agentLog, "a", 0o600).then((f) => (log = f)),
       ]);
       const failed = results.find((r): r is PromiseRejectedResult => r.status === "rejected");
       if (failed) throw failed.reason;
-      if (!socket || !log) throw new Error("agent socket or log not ready");
-      const run = await runDetached(runc, id, layout.dir, log.fd, socket.fd, runcRunTimeoutMs);
+      if (!prepared || !log) throw new Error("agent socket or log not ready");
+      const netns = checked.networkNamespacePath;
+      const run = await runtime.run({ id, layout, logFd: log.fd, prepared, ...(netns !== undefined ? { networkNamespacePath: netns } : {}) }, runcRunTimeoutMs);
+      const bin = runtime.binary;
       if (run.code !== 0) {
         const output = await readLogExcerpt(layout.agentLog);
-        throw new RuncRunError(`runc run failed (${run.error ?? `exit ${run.code}`}): ${output || "no output"}`, output);
+        throw new RuncRunError(`${bin} run failed (${run.error ?? `exit ${run.code}`}): ${output || "no output"}`, output);
       }
-      const state = await readContainerState(runc, id);
-      if (!state) throw new Error(`runc run succeeded but runc has no state for ${id}`);
-      return { initPid: state.initPid, runcRunMs: run.durationMs, mountMs };
+      const initPid = await runtime.initPid(id);
+      if (initPid === undefined) throw new Error(`${bin} run succeeded but ${bin} has no state for ${id}`);
+      return { initPid, runcRunMs: run.durationMs, mountMs };
     } finally {
-      await Promise.all([socket?.close(), log?.close()]);
+      await Promise.all([prepared?.close(), log?.close()]);
     }
   };
 
-  /** The freezer directly where the host has one (what `runc pause` does, minus a process); else runc itself. */
-  const freeze = async (sandboxId: string, frozen: boolean): Promise<void> => {
-    cgroupLayout ??= readCgroupLayout();
-    if (await setCgroupFrozen(await cgroupLayout, sandboxCgroupPath(sandboxId), frozen, freezeTimeoutMs)) return;
-    await setFrozen(runc, sandboxId, frozen);
-  };
+  const freeze = (sandboxId: string, frozen: boolean): Promise<void> => runtime.setFrozen(sandboxId, frozen);
 
   return {
-    name: "linux",
-    capabilities: () => ({ ...linuxCapabilities }),
-    probe: () => probeLinux(opts, { ...linuxCapabilities }),
+    name: runtime.backend,
+    capabilities: () => ({ ...capabilities }),
+    probe,
     launch,
     destroy,
     agentSocketPath: (sandboxId) => {
@@ -184,8 +197,8 @@ export function createLinuxBackend(options: LinuxBackendOptions): Backend {
     },
     state: async (sandboxId) => {
       checkId(sandboxId);
-      const runcState = await readContainerState(runc, sandboxId);
-      if (runcState) return (await isInitAlive(runcState)) ? "running" : "stopped";
+      const runtimeState = await runtime.state(sandboxId);
+      if (runtimeState) return runtimeState;
       // no container, but a state dir (e.g. after a reboot emptied the run dir): its upper dir is still there
       return (await pathExists(sandboxLayout(opts.stateDir, sandboxId).dir)) ? "stopped" : "missing";
     },
@@ -213,12 +226,12 @@ export function createLinuxBackend(options: LinuxBackendOptions): Backend {
     },
     listSandboxIds: async () => {
       const ids = new Set<string>();
-      const [runcIds, stateIds, mounts] = await Promise.all([
-        readdir(runc.root).catch(() => []),
+      const [runtimeIds, stateIds, mounts] = await Promise.all([
+        runtime.listIds(),
         readdir(sandboxesDir(opts.stateDir)).catch(() => []),
         readMounts(),
       ]);
-      for (const id of [...runcIds, ...stateIds]) if (sandboxIdPattern.test(id)) ids.add(id);
+      for (const id of [...runtimeIds, ...stateIds]) if (sandboxIdPattern.test(id)) ids.add(id);
       const prefix = sandboxesDir(opts.stateDir) + "/";
       for (const m of mounts) {
         if (!m.mountPoint.startsWith(prefix)) continue;

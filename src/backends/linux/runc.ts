@@ -2,6 +2,7 @@ import { spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describeFailure, tryCommand, type CommandResult } from "../../host-command/index.ts";
+import type { RuntimeRunResult } from "./oci-runtime.ts";
 
 /** runc invoked with Cleanroom's own state root, so `runc list` elsewhere never sees our sandboxes. */
 export interface Runc {
@@ -61,30 +62,32 @@ export async function isInitAlive(state: RuncContainerState): Promise<boolean> {
   return stat !== undefined && stat.state !== "Z" && stat.state !== "X" && stat.startTime === state.initStartTime;
 }
 
-export interface RuncRunResult {
-  code: number | null;
-  durationMs: number;
-  error?: string;
-}
-
 /**
  * `runc run --detach` with the agent's listening socket as fd 3. runc and the container's stdio go to
  * `logFd`; runc's errors end up there too, so the caller reads that file on failure.
  */
-export function runDetached(runc: Runc, id: string, bundleDir: string, logFd: number, socketFd: number, timeoutMs: number): Promise<RuncRunResult> {
-  const start = performance.now();
+export function runDetached(runc: Runc, id: string, bundleDir: string, logFd: number, socketFd: number, timeoutMs: number): Promise<RuntimeRunResult> {
   const args = ["--root", runc.root, "run", "--detach", "--preserve-fds", "1", "--bundle", bundleDir, id];
+  return spawnRuntime(runc.binary, args, [logFd, socketFd], timeoutMs);
+}
+
+/**
+ * Runs an OCI runtime command to completion with stdout and stderr on `fds[0]` and any further fds from 3 on,
+ * killed after `timeoutMs`. The runtime gets no daemon secrets: a bare env (the container's comes from config.json).
+ */
+export function spawnRuntime(binary: string, args: string[], fds: [logFd: number, ...extra: number[]], timeoutMs: number): Promise<RuntimeRunResult> {
+  const start = performance.now();
+  const [logFd, ...extra] = fds;
   return new Promise((resolve) => {
-    // runc gets no daemon secrets: a bare env (the container's env comes from config.json)
     const env = { PATH: process.env.PATH ?? "/usr/sbin:/usr/bin:/sbin:/bin" };
-    const child = spawn(runc.binary, args, { stdio: ["ignore", logFd, logFd, socketFd], env });
+    const child = spawn(binary, args, { stdio: ["ignore", logFd, logFd, ...extra], env });
     const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-    const done = (r: Omit<RuncRunResult, "durationMs">) => {
+    const done = (r: Omit<RuntimeRunResult, "durationMs">) => {
       clearTimeout(timer);
       resolve({ ...r, durationMs: performance.now() - start });
     };
     child.once("error", (err) => done({ code: null, error: err.message }));
-    child.once("exit", (code, signal) => done(signal ? { code, error: `runc killed by ${signal}` } : { code }));
+    child.once("exit", (code, signal) => done(signal ? { code, error: `${binary} killed by ${signal}` } : { code }));
   });
 }
 

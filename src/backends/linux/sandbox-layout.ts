@@ -13,6 +13,8 @@ export interface SandboxLayout {
   config: string;
   /** host-only path of the agent's listening socket (never inside the rootfs) */
   agentSocket: string;
+  /** gvisor: the dir bind-mounted into the sandbox where the agent binds its own socket (runsc --host-uds=create) */
+  agentSocketDir: string;
   /** runc's and the agent's stdout/stderr */
   agentLog: string;
   /** /etc/hosts and /etc/resolv.conf the daemon writes, bind-mounted read-only into the sandbox */
@@ -33,6 +35,7 @@ export function sandboxLayout(stateDir: string, sandboxId: string): SandboxLayou
     rootfs: join(dir, "rootfs"),
     config: join(dir, "config.json"),
     agentSocket: join(dir, "agent.sock"),
+    agentSocketDir: join(dir, "agent"),
     agentLog: join(dir, "agent.log"),
     hostsFile: join(dir, "hosts"),
     resolvConfFile: join(dir, "resolv.conf"),
