@@ -142,6 +142,29 @@ test("egress: an allowed host:port is reachable by name, another port on it is r
   assert.notEqual(events.code, 0, "DNS for an unlisted name is refused");
 });
 
+test("a gvisor sandbox sees neither host processes nor host files", { skip }, async () => {
+  const marker = `/root/cleanroom-gvisor-marker-${process.pid}`;
+  writeFileSync(marker, "host secret");
+  try {
+    const result = await daemon.cli(["exec", "--backend", "gvisor", "--", "sh", "-c", `ls /proc | grep -c '^[0-9]*$'; test -e ${marker} && echo visible || echo hidden; cat /proc/1/cmdline | tr '\\0' ' '`]);
+    const [processCount, visibility, init] = result.stdout.trim().split("\n");
+    assert.ok(Number(processCount) < 10, `sandbox sees ${processCount} processes`);
+    assert.equal(visibility, "hidden");
+    assert.match(init ?? "", /cleanroom-agent/);
+  } finally {
+    rmSync(marker, { force: true });
+  }
+});
+
+test("a gvisor sandbox cannot mount filesystems or load kernel modules", { skip }, async () => {
+  // mount(2) itself, syscall 165 (mount(8) stats the target first, which this gVisor's statx refuses)
+  const mount = await daemon.cli(["exec", "--backend", "gvisor", "--", "perl", "-e", 'my ($s, $t, $f) = ("none", "/mnt", "tmpfs"); syscall(165, $s, $t, $f, 0, 0) == -1 or die "mount succeeded"; print $!+0']);
+  assert.equal(mount.stdout, "1", `mount failed with errno ${mount.stdout} ${mount.stderr}`); // EPERM
+  // init_module(2), syscall 175 on x86_64: refused by the seccomp profile (EPERM) or absent from gVisor (ENOSYS)
+  const module = await daemon.cli(["exec", "--backend", "gvisor", "--", "perl", "-e", 'my $b = "x"; syscall(175, $b, 1, $b) == -1 or die "init_module succeeded"; print $!+0']);
+  assert.ok(["1", "38"].includes(module.stdout), `init_module failed with errno ${module.stdout} ${module.stderr}`);
+});
+
 test("a policy the backend cannot enforce fails closed with backend_capability_mismatch", { skip }, async () => {
   const dir = repository("  docker:\n    required: true\n");
   const created = await runCli(["create", "--backend", "gvisor"], daemon.env, undefined, 60_000, dir);
