@@ -8,19 +8,9 @@ import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { suiteCleanup } from "../fixtures/cleanup.ts";
-import { startTestDaemon, ensureBaseImage, hostResourcesOf, runCli, type TestDaemon } from "../fixtures/daemon.ts";
-import { startUpstream, type Upstream } from "../fixtures/upstream.ts";
-
-/** Why a backend's suite cannot run here (its runtime is missing), or false. */
-export function missingRuntime(backend: "linux" | "gvisor"): string | false {
-  const binary = backend === "gvisor" ? "runsc" : "runc";
-  try {
-    execFileSync(binary, ["--version"], { stdio: "ignore", timeout: 10_000 });
-    return false;
-  } catch {
-    return `${binary} is not installed (apt-get install ${binary})`;
-  }
-}
+import { hostResourcesOf, runCli, type TestDaemon } from "../fixtures/daemon.ts";
+import { missingRuntime } from "../fixtures/isolation.ts";
+import { startDaemonWithUpstream, type Upstream } from "../fixtures/upstream.ts";
 
 export function conformanceSuite(backend: "linux" | "gvisor"): void {
   const skip = missingRuntime(backend);
@@ -31,17 +21,12 @@ export function conformanceSuite(backend: "linux" | "gvisor"): void {
 
   before(async () => {
     if (skip) return;
-    const octet = 100 + Math.floor(Math.random() * 150);
-    const ifName = `${backend === "gvisor" ? "ug" : "uc"}${octet}${String(process.pid % 1000)}`.slice(0, 12);
-    upstream = await startUpstream(suite.after, {
-      ifName,
-      octet,
-      records: (address) => ({ "api.test": [address], "other.test": [address], "meta.test": ["169.254.169.254"] }),
-    });
-    daemon = await startTestDaemon(suite, { env: { CLEANROOM_DNS_SERVERS: upstream.address }, config: `default_backend: ${backend}\n` });
-    await ensureBaseImage(daemon);
-    const images = JSON.parse((await daemon.cli(["image", "ls", "--json"])).stdout) as { ref: string; digest: string }[];
-    baseImage = `cleanroom.local/base@${images.find((i) => i.ref === "cleanroom.local/base:bookworm")!.digest}`;
+    ({ daemon, upstream, baseImage } = await startDaemonWithUpstream(suite, {
+      ifPrefix: backend === "gvisor" ? "ug" : "uc",
+      names: ["api.test", "other.test"],
+      extraRecords: { "meta.test": ["169.254.169.254"] },
+      config: `default_backend: ${backend}\n`,
+    }));
   });
 
   function repository(network: string): string {

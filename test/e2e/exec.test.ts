@@ -1,9 +1,10 @@
 import { test, before } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { suiteCleanup } from "../fixtures/cleanup.ts";
 import { startTestDaemon, ensureBaseImage, hostResourcesOf, type TestDaemon } from "../fixtures/daemon.ts";
+import { assertHostHidden } from "../fixtures/isolation.ts";
 
 const suite = suiteCleanup();
 let daemon: TestDaemon;
@@ -77,17 +78,7 @@ test("exec without --keep removes its sandbox", async () => {
 });
 
 test("a sandbox sees neither host processes nor host files", async () => {
-  const marker = `/root/cleanroom-host-marker-${process.pid}`;
-  writeFileSync(marker, "host secret");
-  try {
-    const result = await daemon.cli(["exec", "--", "sh", "-c", `ls /proc | grep -c '^[0-9]*$'; test -e ${marker} && echo visible || echo hidden; cat /proc/1/cmdline | tr '\\0' ' '`]);
-    const [processCount, visibility, init] = result.stdout.trim().split("\n");
-    assert.ok(Number(processCount) < 10, `sandbox sees ${processCount} processes`);
-    assert.equal(visibility, "hidden");
-    assert.match(init ?? "", /cleanroom-agent/);
-  } finally {
-    rmSync(marker, { force: true });
-  }
+  await assertHostHidden(daemon);
 });
 
 test("a sandbox cannot mount filesystems or load kernel modules", async () => {

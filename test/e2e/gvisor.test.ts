@@ -8,18 +8,11 @@ import { release, tmpdir } from "node:os";
 import { join } from "node:path";
 import { before, test } from "node:test";
 import { suiteCleanup } from "../fixtures/cleanup.ts";
-import { ensureBaseImage, hostResourcesOf, runCli, startTestDaemon, type TestDaemon } from "../fixtures/daemon.ts";
-import { startUpstream, type Upstream } from "../fixtures/upstream.ts";
+import { hostResourcesOf, runCli, type TestDaemon } from "../fixtures/daemon.ts";
+import { assertHostHidden, missingRuntime } from "../fixtures/isolation.ts";
+import { startDaemonWithUpstream, type Upstream } from "../fixtures/upstream.ts";
 
-const runscMissing = (() => {
-  try {
-    execFileSync("runsc", ["--version"], { stdio: "ignore", timeout: 10_000 });
-    return false;
-  } catch {
-    return true;
-  }
-})();
-const skip = runscMissing ? "runsc (gVisor) is not installed: apt-get install runsc" : false;
+const skip = missingRuntime("gvisor");
 
 const suite = suiteCleanup();
 let daemon: TestDaemon;
@@ -28,16 +21,7 @@ let baseImage: string;
 
 before(async () => {
   if (skip) return;
-  const octet = 100 + Math.floor(Math.random() * 150);
-  upstream = await startUpstream(suite.after, {
-    ifName: `ug${octet}${String(process.pid % 1000)}`.slice(0, 12),
-    octet,
-    records: (address) => ({ "api.test": [address] }),
-  });
-  daemon = await startTestDaemon(suite, { env: { CLEANROOM_DNS_SERVERS: upstream.address } });
-  await ensureBaseImage(daemon);
-  const images = JSON.parse((await daemon.cli(["image", "ls", "--json"])).stdout) as { ref: string; digest: string }[];
-  baseImage = `cleanroom.local/base@${images.find((i) => i.ref === "cleanroom.local/base:bookworm")!.digest}`;
+  ({ daemon, upstream, baseImage } = await startDaemonWithUpstream(suite, { ifPrefix: "ug", names: ["api.test"] }));
 });
 
 /**
@@ -143,17 +127,7 @@ test("egress: an allowed host:port is reachable by name, another port on it is r
 });
 
 test("a gvisor sandbox sees neither host processes nor host files", { skip }, async () => {
-  const marker = `/root/cleanroom-gvisor-marker-${process.pid}`;
-  writeFileSync(marker, "host secret");
-  try {
-    const result = await daemon.cli(["exec", "--backend", "gvisor", "--", "sh", "-c", `ls /proc | grep -c '^[0-9]*$'; test -e ${marker} && echo visible || echo hidden; cat /proc/1/cmdline | tr '\\0' ' '`]);
-    const [processCount, visibility, init] = result.stdout.trim().split("\n");
-    assert.ok(Number(processCount) < 10, `sandbox sees ${processCount} processes`);
-    assert.equal(visibility, "hidden");
-    assert.match(init ?? "", /cleanroom-agent/);
-  } finally {
-    rmSync(marker, { force: true });
-  }
+  await assertHostHidden(daemon, ["--backend", "gvisor"]);
 });
 
 test("a gvisor sandbox cannot mount filesystems or load kernel modules", { skip }, async () => {
