@@ -55,7 +55,14 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const config = opts.config ?? (await loadRuntimeConfig());
   const tls = await listenerTls(address, opts, config);
   const authorizer = await listenerAuthorizer(address, config, log);
+  // what is started is released again if a later step fails: a half-started daemon would hold its ports and never exit
+  const opened: (() => Promise<unknown>)[] = [];
+  const undo = async (err: unknown): Promise<never> => {
+    for (const close of opened.reverse()) await close().catch((closeErr: unknown) => log.error({ err: closeErr }, "cleanup after a failed start failed"));
+    throw err;
+  };
   const telemetry = await telemetryOf(config, log);
+  if (telemetry) opened.push(() => telemetry.shutdown());
   const backendOptions = { stateDir: paths.stateDir, runDir: paths.runDir, agentPath: paths.agentPath, idRange: sandboxIdRange, logger: log };
   const images = new ImageStore({ root: paths.imageDir, idRange: sandboxIdRange, logger: log });
   const resolver = upstreamResolver();
@@ -72,15 +79,19 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
       telemetry?.gatewayRequest(event);
     },
     logger: log,
-  });
+  }).catch(undo);
+  opened.push(() => gateway.close());
   const network = await startNetwork(paths, log, resolver, gateway);
+  const closeNetwork = async () => network?.close();
+  opened.push(closeNetwork);
   const defaultBackend: BackendName = config.default_backend ?? "linux";
   const backendConfig = config.backends?.[defaultBackend] ?? {};
-  const blockCache = await BlockCache.open(join(paths.stateDir, "caches", "blocks"), log);
+  const blockCache = await BlockCache.open(join(paths.stateDir, "caches", "blocks"), log).catch(undo);
+  const gvisor = await gvisorBackendIfInstalled(backendOptions).catch(undo);
   const supervisor = await SandboxSupervisor.open({
     stateDir: paths.stateDir,
     images,
-    backends: { linux: createLinuxBackend(backendOptions), ...(await gvisorBackendIfInstalled(backendOptions)) },
+    backends: { linux: createLinuxBackend(backendOptions), ...gvisor },
     defaultBackend,
     defaultResources: {
       vcpus: backendConfig.vcpus ?? Math.max(1, Math.min(2, cpus().length)),
@@ -99,7 +110,9 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     minimumOutputBytes: backendConfig.minimum_cache_output_volume_bytes ?? DEFAULT_MINIMUM_OUTPUT_BYTES,
     ...(telemetry ? { observer: telemetry } : {}),
     logger: log,
-  });
+  }).catch(undo);
+  // from here the supervisor owns the network: its close closes it
+  opened.splice(opened.indexOf(closeNetwork), 1, () => supervisor.close());
   supervisorRef = supervisor;
   const context: DaemonContext = { supervisor, images, gateway, blockCache, stateDir: paths.stateDir, defaultBackend, backendOptions, version, agentProtocolVersion: AGENT_PROTOCOL_VERSION, listenUrl: opts.listen ?? `unix://${paths.socketPath}`, authRequired: authorizer !== undefined, ...(config.observability?.traces?.url_template ? { traceUrlTemplate: config.observability.traces.url_template } : {}) };
   const handler = connectNodeAdapter({
@@ -107,7 +120,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
     // the trace interceptor sits outside authorization so that refused calls are logged with their reason code too
     interceptors: [reasonCodeInterceptor(log), traceInterceptor(log), ...(authorizer ? [authorizationInterceptor(authorizer, daemonResources(supervisor, defaultBackend))] : [])],
   });
-  const listening = await listenHttp(address, handler, tls);
+  const listening = await listenHttp(address, handler, tls).catch(undo);
   log.info({ url: listening.url, gateway_port: gateway.port, state_dir: paths.stateDir, version }, "cleanroom daemon listening");
   return {
     url: listening.url,

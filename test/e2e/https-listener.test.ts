@@ -2,12 +2,14 @@
 // with the CA given by --tls-ca or CLEANROOM_TLS_CA, and nothing that does not trust that CA does; /healthz stays
 // open. Listeners that would expose the API beyond loopback without TLS and auth are refused before anything starts.
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { once } from "node:events";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { before, test } from "node:test";
 import { suiteCleanup } from "../fixtures/cleanup.ts";
-import { ensureBaseImage, runCli, startTestDaemon, type TestDaemon } from "../fixtures/daemon.ts";
+import { ensureBaseImage, removeNetworkLeftovers, runCli, startTestDaemon, uniqueNetwork, type TestDaemon } from "../fixtures/daemon.ts";
 import { httpsListener, testCertificates, type TestCertificates } from "../fixtures/tls.ts";
 import { freePort } from "../fixtures/ports.ts";
 
@@ -68,4 +70,33 @@ test("serve refuses listeners that would put the API beyond loopback without TLS
   const keyless = await runCli(["serve", "--listen", "https://127.0.0.1:7799"], env);
   assert.equal(keyless.code, 1);
   assert.match(keyless.stderr, /needs both --tls-cert and --tls-key/);
+});
+
+test("serve that fails after it started its gateway and network releases them and exits, instead of hanging", async () => {
+  const busy = createServer().listen(0, "127.0.0.1");
+  await once(busy, "listening");
+  suite.after(() => busy.close());
+  const port = (busy.address() as { port: number }).port;
+  // a network of its own: it gets as far as setting one up, and must not touch the running daemon's
+  const network = uniqueNetwork("r");
+  const forwardingBefore = readFileSync("/proc/sys/net/ipv4/ip_forward", "utf8").trim();
+  const state = mkdtempSync(join(tmpdir(), "cleanroom-busy-"));
+  suite.after(() => {
+    removeNetworkLeftovers(network, forwardingBefore);
+    rmSync(state, { recursive: true, force: true });
+  });
+  const env = {
+    ...daemon.env,
+    CLEANROOM_STATE_DIR: join(state, "state"),
+    CLEANROOM_RUN_DIR: join(state, "run"),
+    CLEANROOM_NETWORK_TABLE: network.table,
+    CLEANROOM_NETWORK_PREFIX: network.prefix,
+    CLEANROOM_NETWORK_POOL: network.pool,
+    CLEANROOM_WARM_POOL: "0",
+  };
+  const started = performance.now();
+  const result = await runCli(["serve", "--listen", `http://127.0.0.1:${port}`], env, undefined, 60_000);
+  assert.equal(result.code, 1, result.stderr);
+  assert.match(result.stderr, /EADDRINUSE|address already in use/i);
+  assert.ok(performance.now() - started < 30_000, "it exited on its own");
 });
