@@ -193,7 +193,7 @@ export function createOciBackend(options: LinuxBackendOptions, partsFor: (opts: 
     destroy,
     agentSocketPath: (sandboxId) => {
       checkId(sandboxId);
-      return sandboxLayout(opts.stateDir, sandboxId).agentSocket;
+      return runtime.agentSocketPath(sandboxLayout(opts.stateDir, sandboxId));
     },
     state: async (sandboxId) => {
       checkId(sandboxId);
