@@ -1,7 +1,7 @@
-import type { IdRange } from "../config/index.ts";
+import type { BackendName, IdRange } from "../config/index.ts";
 import type { Logger } from "../observability/index.ts";
 
-export type BackendName = "linux" | "gvisor" | "qemu";
+export type { BackendName };
 
 /** What a backend can enforce, e.g. `"network.default_deny": true`; launch fails closed on a missing one. */
 export type CapabilityMap = Record<string, boolean>;

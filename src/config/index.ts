@@ -21,6 +21,7 @@ export async function parseYaml<T>(text: string, schema: ZodType<T>, file: strin
   return parseYamlDocument(text, schema, file, code);
 }
 export { isLoopbackHost } from "./loopback.ts";
+export { BACKEND_NAMES, backendNamed, type BackendName } from "./backend-names.ts";
 
 /** Reads an auth policy file (`bindings:`), as `auth.policy_file` or `auth check --policy-file` name it. */
 export async function loadAuthPolicyFile(file: string): Promise<NonNullable<NonNullable<RuntimeConfig["auth"]>["policy"]>> {

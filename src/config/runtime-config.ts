@@ -3,12 +3,13 @@ import { dirname, resolve } from "node:path";
 import { z } from "zod";
 import { authPolicySchema, authSettingsSchema } from "../auth/index.ts";
 import { CleanroomError } from "../errors/index.ts";
+import { BACKEND_NAMES } from "./backend-names.ts";
 import { isLoopbackHost } from "./loopback.ts";
 import { runtimeConfigPath } from "./paths.ts";
 import { parseSize } from "./size.ts";
 import { parseYamlDocument } from "./yaml-document.ts";
 
-const backendName = z.enum(["linux", "gvisor", "qemu"]);
+const backendName = z.enum(BACKEND_NAMES);
 
 const backendSettings = z.strictObject({
   vcpus: z.number().int().min(1).max(256).optional(),
@@ -129,8 +130,10 @@ export function loadRuntimeConfig(path: string = runtimeConfigPath()): RuntimeCo
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return {};
     throw new CleanroomError("invalid_argument", `cannot read ${path}: ${(err as Error).message}`);
   }
-  const base = dirname(resolve(path));
-  return withAuthPolicyFile(resolveRelativePaths(parseYamlDocument(text, runtimeConfigSchema, path, "invalid_argument"), base), base);
+  const config = resolveRelativePaths(parseYamlDocument(text, runtimeConfigSchema, path, "invalid_argument"), dirname(resolve(path)));
+  // read here, so the daemon and `auth check` see one policy
+  if (config.auth?.policy_file) config.auth.policy = loadAuthPolicyFile(config.auth.policy_file);
+  return config;
 }
 
 /** File paths in the config are relative to the config file, not to wherever the daemon was started. */
@@ -139,16 +142,7 @@ function resolveRelativePaths(config: RuntimeConfig, base: string): RuntimeConfi
   if (upstream?.ca_file) upstream.ca_file = resolve(base, upstream.ca_file);
   const app = config.gateway?.credentials?.github_app;
   if (app) app.private_key_file = resolve(base, app.private_key_file);
-  return config;
-}
-
-/** `auth.policy_file` read into `auth.policy`, so the daemon and `auth check` see one policy. */
-function withAuthPolicyFile(config: RuntimeConfig, base: string): RuntimeConfig {
-  const auth = config.auth;
-  if (!auth?.policy_file) return config;
-  const file = resolve(base, auth.policy_file);
-  auth.policy_file = file;
-  auth.policy = loadAuthPolicyFile(file);
+  if (config.auth?.policy_file) config.auth.policy_file = resolve(base, config.auth.policy_file);
   return config;
 }
 

@@ -126,17 +126,20 @@ export class ExecutionRunner {
       record.status = "RUNNING";
       record.startedAt = new Date().toISOString();
       const commandStart = performance.now();
+      let finishedAt = commandStart;
       this.#store.putExecution(record);
       const live = new LiveExecution(record, process, log, {
         timeoutSeconds: input.timeoutSeconds ?? 0,
-        onChange: (changed) => this.#store.putExecution(changed),
+        // called once, when it settles: the timings go into that one write
+        onChange: (changed) => {
+          finishedAt = performance.now();
+          changed.timings = executionTimings(input.timing?.sandbox, finishedAt - commandStart, finishedAt - requestedAt);
+          this.#store.putExecution(changed);
+        },
       });
       this.#live.set(record.id, live);
       this.#events.record(record.sandboxId, "execution_started", command.join(" ").slice(0, 200), { attributes: { execution_id: record.id } });
       live.finished.then((done) => {
-        const finishedAt = performance.now();
-        done.timings = executionTimings(input.timing?.sandbox, finishedAt - commandStart, finishedAt - requestedAt);
-        this.#store.putExecution(done);
         void this.#writeObservability(done).catch((err: unknown) => executionLog.warn({ err }, "could not write execution-observability.json"));
         this.#live.delete(done.id);
         this.#events.record(done.sandboxId, "execution_finished", `${done.status}: ${done.statusReason}`, {

@@ -63,7 +63,6 @@ export interface Endpoint {
   headers?: Record<string, string>;
 }
 
-
 /** a single stream message larger than this is a broken or hostile server */
 const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 const END_STREAM_FLAG = 0x02;

@@ -51,7 +51,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   const paths = opts.paths ?? hostPaths();
   const log = opts.logger;
   // a listener that cannot work is refused before anything starts
-  const address = parseListenAddress(opts.listen ?? `unix://${paths.socketPath}`);
+  const listenUrl = opts.listen ?? `unix://${paths.socketPath}`;
+  const address = parseListenAddress(listenUrl);
   const config = opts.config ?? (await loadRuntimeConfig());
   const tls = await listenerTls(address, opts, config);
   const authorizer = await listenerAuthorizer(address, config, log);
@@ -114,7 +115,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<RunningDaemon> {
   // from here the supervisor owns the network: its close closes it
   opened.splice(opened.indexOf(closeNetwork), 1, () => supervisor.close());
   supervisorRef = supervisor;
-  const context: DaemonContext = { supervisor, images, gateway, blockCache, stateDir: paths.stateDir, defaultBackend, backendOptions, version, agentProtocolVersion: AGENT_PROTOCOL_VERSION, listenUrl: opts.listen ?? `unix://${paths.socketPath}`, authRequired: authorizer !== undefined, ...(config.observability?.traces?.url_template ? { traceUrlTemplate: config.observability.traces.url_template } : {}) };
+  const context: DaemonContext = { supervisor, images, gateway, blockCache, stateDir: paths.stateDir, defaultBackend, backendOptions, version, agentProtocolVersion: AGENT_PROTOCOL_VERSION, listenUrl, authRequired: authorizer !== undefined, ...(config.observability?.traces?.url_template ? { traceUrlTemplate: config.observability.traces.url_template } : {}) };
   const handler = connectNodeAdapter({
     routes: (router) => registerRoutes(router, context),
     // the trace interceptor sits outside authorization so that refused calls are logged with their reason code too

@@ -1,16 +1,15 @@
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { DoctorStatus, type DoctorResponseSchema } from "../api/index.ts";
 import { probeHost } from "../backends/index.ts";
-import { CleanroomError } from "../errors/index.ts";
+import { backendNamed } from "../config/index.ts";
 import { DEFAULT_BASE_IMAGE_REF } from "../image/index.ts";
 import type { DaemonContext } from "./daemon-context.ts";
 
-const BACKEND_NAMES = ["linux", "gvisor", "qemu"];
 const STATUS = { pass: DoctorStatus.PASS, warn: DoctorStatus.WARN, fail: DoctorStatus.FAIL } as const;
 
 /** `doctor` as the daemon sees its host: the probes, its listener and auth, the gateway's upstream settings. */
 export async function doctorReport(daemon: DaemonContext, backend: string): Promise<MessageInitShape<typeof DoctorResponseSchema>> {
-  if (backend && !BACKEND_NAMES.includes(backend)) throw new CleanroomError("invalid_argument", `--backend ${backend}: expected one of ${BACKEND_NAMES.join(", ")}`);
+  if (backend) backendNamed(backend, "--backend");
   const report = await probeHost({
     ...daemon.backendOptions,
     defaultImage: { ref: DEFAULT_BASE_IMAGE_REF, find: () => daemon.images.resolveLocal(DEFAULT_BASE_IMAGE_REF) },

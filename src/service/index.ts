@@ -1,9 +1,9 @@
 // The daemon as a host service: a systemd unit where systemd runs, else the same command under Cleanroom's own
 // supervisor (`daemon supervise`). The CLI's `daemon` commands call these; nothing else needs to.
-import { existsSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, rmSync } from "node:fs";
 import { CleanroomError, messageOf } from "../errors/index.ts";
 import { followLog, lastLogLines } from "./rotating-log.ts";
-import { readInstallRecord, serviceFiles, writeFileAtomic, type InstallRecord, type ServiceFiles } from "./service-files.ts";
+import { readInstallRecord, readOptional, serviceFiles, writeFileAtomic, type InstallRecord, type ServiceFiles } from "./service-files.ts";
 import { defineService, type InstallFlags } from "./service-spec.ts";
 import { runningSupervisor, startSupervisor, stopSupervisor, supervisorStatus } from "./supervised.ts";
 import { journalctl, serviceManager, systemctl, systemdUnitState, type ServiceManager } from "./systemd.ts";
@@ -189,13 +189,4 @@ function requireInstalled(files: ServiceFiles): InstallRecord {
   const install = readInstallRecord(files.installPath);
   if (!install) throw new CleanroomError("not_found", "the daemon is not installed as a service; run `cleanroom daemon install` first");
   return install;
-}
-
-function readOptional(path: string): string | undefined {
-  try {
-    return readFileSync(path, "utf8");
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw err;
-  }
 }

@@ -2,6 +2,7 @@
 // pid and status files (run dir), and checks that a pid in a file is still the process that wrote it.
 import { linkSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { z } from "zod";
 import { hostPaths } from "../config/index.ts";
 import { CleanroomError, messageOf } from "../errors/index.ts";
@@ -153,7 +154,18 @@ function isCliEntry(word: string): boolean {
   return /\/cli\/main\.(js|ts)$/.test(word);
 }
 
-function readOptional(path: string): string | undefined {
+/** True once `pid` is no longer our process (gone, or reused by another), false if it still is after `timeoutMs`. */
+export async function gone(pid: number, isOurs: (argv: string[]) => boolean, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (liveProcessIs(pid, isOurs)) {
+    if (Date.now() > deadline) return false;
+    await sleep(50);
+  }
+  return true;
+}
+
+/** A file's text, or undefined when it (or, under /proc, its process) does not exist. */
+export function readOptional(path: string): string | undefined {
   try {
     return readFileSync(path, "utf8");
   } catch (err) {

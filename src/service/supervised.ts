@@ -8,7 +8,7 @@ import { lastLogLines } from "./rotating-log.ts";
 import { SERVICE_PATH } from "./service-spec.ts";
 import { STOP_TIMEOUT_MS } from "./supervisor.ts";
 import {
-  isServeArgv, isSupervisorArgv, liveProcessIs, readPidFile, readSupervisorStatus, removeRunFiles,
+  gone, isServeArgv, isSupervisorArgv, liveProcessIs, readPidFile, readSupervisorStatus, removeRunFiles,
   type InstallRecord, type ServiceFiles, type SupervisorStatus,
 } from "./service-files.ts";
 
@@ -101,11 +101,3 @@ function signal(pid: number, name: NodeJS.Signals): void {
   }
 }
 
-async function gone(pid: number, isOurs: (argv: string[]) => boolean, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (liveProcessIs(pid, isOurs)) {
-    if (Date.now() > deadline) return false;
-    await sleep(50);
-  }
-  return true;
-}

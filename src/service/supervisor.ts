@@ -8,7 +8,7 @@ import { pino, type Logger } from "pino";
 import { CleanroomError } from "../errors/index.ts";
 import { LineSplitter, RotatingLog } from "./rotating-log.ts";
 import {
-  claimPidFile, isServeArgv, isSupervisorArgv, liveProcessIs, readInstallRecord, readPidFile, removeRunFiles,
+  claimPidFile, gone, isServeArgv, isSupervisorArgv, liveProcessIs, readInstallRecord, readPidFile, removeRunFiles,
   serviceFiles, writeFileAtomic, type InstallRecord, type ServiceFiles, type SupervisorStatus,
 } from "./service-files.ts";
 
@@ -48,7 +48,7 @@ async function stopStrayServe(files: ServiceFiles, logger: Logger): Promise<void
   if (pid === undefined || !liveProcessIs(pid, isServeArgv)) return;
   logger.warn({ pid }, "a daemon from an earlier supervisor is still running; killing it (it reconciles on the next start)");
   process.kill(pid, "SIGKILL");
-  for (let waited = 0; liveProcessIs(pid, isServeArgv) && waited < 10_000; waited += 50) await sleep(50);
+  await gone(pid, isServeArgv, 10_000);
 }
 
 async function superviseServe(files: ServiceFiles, install: InstallRecord, log: RotatingLog, logger: Logger): Promise<number> {

@@ -1,10 +1,11 @@
 // Kernel features a linux sandbox is made of, each tried for real where that is cheap and leaves nothing behind.
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { tryCommand } from "../../host-command/index.ts";
 import { availableControllers, readCgroupLayout } from "../linux/cgroups.ts";
+import { isMountPoint, unmount } from "../linux/overlay.ts";
 import { fail, firstLine, pass, warn, type HostCheck } from "./check.ts";
 
 const TIMEOUT_MS = 1_500;
@@ -52,17 +53,10 @@ export async function checkOverlayfs(stateDir: string): Promise<HostCheck> {
   } catch (err) {
     return fail("overlayfs", `could not prepare the probe under ${parent}: ${(err as Error).message}`, writableHint);
   } finally {
-    if (mountAttempted) await unmount(merged);
+    // a timed-out mount may still have happened
+    if (mountAttempted && (await isMountPoint(merged).catch(() => false))) await unmount(merged).catch(() => undefined);
     await rm(dir, { recursive: true, force: true }).catch(() => undefined);
   }
-}
-
-/** Unmounts if mounted (a timed-out mount may still have happened); lazily when busy. */
-async function unmount(path: string): Promise<void> {
-  const mounts = await readFile("/proc/self/mounts", "utf8").catch(() => "");
-  if (!mounts.split("\n").some((line) => line.split(" ")[1] === path)) return;
-  const r = await tryCommand("umount", [path], { timeoutMs: TIMEOUT_MS });
-  if (r.code !== 0) await tryCommand("umount", ["-l", path], { timeoutMs: TIMEOUT_MS });
 }
 
 /** Creates a network namespace for real: unshare's namespace dies with it, so nothing is left to remove. */

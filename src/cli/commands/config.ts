@@ -1,10 +1,9 @@
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
-import { loadRuntimeConfig, runtimeConfigPath } from "../../config/index.ts";
+import { backendNamed, loadRuntimeConfig, runtimeConfigPath } from "../../config/index.ts";
 import { CleanroomError } from "../../errors/index.ts";
 import { printJson } from "../output.ts";
 
-const BACKENDS = ["linux", "gvisor", "qemu"];
 
 function starterConfig(defaultBackend: string): string {
   return `# Cleanroom runtime config. Unknown keys are errors.
@@ -43,7 +42,7 @@ sandbox_lifecycle:
 export async function initConfig(flags: { path?: string; force?: boolean; defaultBackend?: string }): Promise<number> {
   const path = resolve(flags.path ?? runtimeConfigPath());
   const backend = flags.defaultBackend ?? "linux";
-  if (!BACKENDS.includes(backend)) throw new CleanroomError("invalid_argument", `--default-backend ${backend}: expected one of ${BACKENDS.join(", ")}`);
+  backendNamed(backend, "--default-backend");
   if (existsSync(path) && !flags.force) throw new CleanroomError("failed_precondition", `${path} already exists; pass --force to overwrite it`);
   mkdirSync(dirname(path), { recursive: true });
   writeFileSync(path, starterConfig(backend), { mode: 0o644 });

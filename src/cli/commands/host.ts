@@ -1,12 +1,12 @@
 import { existsSync } from "node:fs";
 import type { DoctorCheckJson, DoctorResponseJson } from "../../api/index.ts";
 import type { BackendName, BackendReport, CheckStatus, HostCheck } from "../../backends/index.ts";
-import { CleanroomError, isCleanroomError } from "../../errors/index.ts";
+import { backendNamed } from "../../config/index.ts";
+import { isCleanroomError } from "../../errors/index.ts";
 import { printJson } from "../output.ts";
 import { followImageProgress, printImage } from "./image.ts";
 import { connectClient, type ClientFlags } from "../client.ts";
 
-const BACKENDS: readonly string[] = ["linux", "gvisor", "qemu"];
 /** errors of a daemon that is not there (or not ours to reach), as opposed to one that answered */
 const UNREACHABLE = new Set(["ENOENT", "ECONNREFUSED", "EACCES", "EHOSTUNREACH", "ENETUNREACH", "ETIMEDOUT", "ECONNRESET"]);
 const STATUS_OF_JSON: Record<string, CheckStatus> = { DOCTOR_STATUS_PASS: "pass", DOCTOR_STATUS_WARN: "warn", DOCTOR_STATUS_FAIL: "fail" };
@@ -23,7 +23,7 @@ interface DoctorReport {
  * default) is not usable.
  */
 export async function doctor(flags: ClientFlags & { backend?: string; json?: boolean }): Promise<number> {
-  if (flags.backend && !BACKENDS.includes(flags.backend)) throw new CleanroomError("invalid_argument", `--backend ${flags.backend}: expected one of ${BACKENDS.join(", ")}`);
+  if (flags.backend) backendNamed(flags.backend, "--backend");
   const client = connectClient(flags);
   let report: DoctorReport;
   try {
